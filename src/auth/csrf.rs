@@ -1,0 +1,119 @@
+//! CSRF protection for forms: a signed double-submit token plus an Origin check.
+//!
+//! Every visitor gets a random `vestibule_csrf` cookie (HttpOnly, SameSite=Lax); forms carry
+//! `csrf_token = HMAC-SHA256(server key, cookie)`. A POST is accepted only when the token
+//! matches the cookie and the request does not come from a foreign origin. The token does not
+//! need a server-side session, so anonymous pages (sign-in, redemption) cost no database write.
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::{Method, header};
+use actix_web::middleware::Next;
+use actix_web::web::{Bytes, BytesMut};
+use actix_web::{HttpMessage, HttpResponse};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use futures_util::StreamExt;
+use hmac::{KeyInit, Mac};
+
+use crate::domain::token::PlainToken;
+use crate::error::AppError;
+use crate::startup::AppState;
+
+/// Form bodies larger than this are refused before parsing (no form of ours comes close).
+const MAX_FORM_BYTES: usize = 256 * 1024;
+
+/// The CSRF token of the current request, put in request extensions by the middleware.
+#[derive(Debug, Clone)]
+pub struct CsrfToken(pub String);
+
+/// Computes the form token for a cookie value.
+pub fn token_for(key: &[u8], cookie_value: &str) -> String {
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC accepts any key length");
+    mac.update(cookie_value.as_bytes());
+    URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// True when the Origin / Sec-Fetch-Site headers show a cross-site request.
+fn is_foreign(req: &ServiceRequest, own_origin: &str) -> bool {
+    let headers = req.headers();
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        // `Origin: null` comes from pages served with Referrer-Policy: no-referrer; judged by the token alone.
+        return origin != "null" && origin != own_origin;
+    }
+    matches!(headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()), Some("cross-site"))
+}
+
+/// The middleware: issues the cookie and checks every unsafe request outside `/api/`.
+pub async fn csrf_middleware(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let state = req.app_data::<actix_web::web::Data<AppState>>().cloned();
+    let Some(state) = state else {
+        return next.call(req).await.map(ServiceResponse::map_into_left_body);
+    };
+    if req.path().starts_with("/api/") || req.path().starts_with("/static/") {
+        return next.call(req).await.map(ServiceResponse::map_into_left_body);
+    }
+    let cookie_name = state.settings.cookie_name("vestibule_csrf");
+    let existing = req.cookie(&cookie_name).map(|c| c.value().to_owned()).filter(|v| v.len() == 43);
+    let (cookie_value, fresh) = match existing {
+        Some(v) => (v, false),
+        None => (PlainToken::generate().expose().to_owned(), true),
+    };
+    let expected = token_for(&state.csrf_key, &cookie_value);
+
+    if !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        let own_origin = state.settings.public_url.origin().ascii_serialization();
+        let mut ok = !fresh && !is_foreign(&req, &own_origin);
+        if ok {
+            // Read the form body, find csrf_token, and hand the body back to the handler.
+            let mut body = BytesMut::new();
+            let mut payload = req.take_payload();
+            while let Some(chunk) = payload.next().await {
+                let chunk = chunk?;
+                if body.len() + chunk.len() > MAX_FORM_BYTES {
+                    let res = AppError::PayloadTooLarge.into_response(&req);
+                    return Ok(req.into_response(res).map_into_right_body());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            let body: Bytes = body.freeze();
+            let sent = url::form_urlencoded::parse(&body)
+                .find(|(k, _)| k == "csrf_token")
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default();
+            ok = constant_time_eq(sent.as_bytes(), expected.as_bytes());
+            req.set_payload(actix_web::dev::Payload::from(body));
+        }
+        if !ok {
+            tracing::warn!(path = %crate::web::middleware::redact_path(req.path()), "CSRF check failed");
+            let res = AppError::Csrf.into_response(&req);
+            return Ok(req.into_response(res).map_into_right_body());
+        }
+    }
+
+    req.extensions_mut().insert(CsrfToken(expected));
+    let mut res = next.call(req).await?;
+    if fresh {
+        let cookie = Cookie::build(cookie_name, cookie_value)
+            .path("/")
+            .http_only(true)
+            .secure(state.settings.https())
+            .same_site(SameSite::Lax)
+            .finish();
+        res.response_mut().add_cookie(&cookie).ok();
+    }
+    Ok(res.map_into_left_body())
+}
+
+/// A 403 page for refused forms, used where the middleware cannot reach the renderer.
+pub fn forbidden() -> HttpResponse {
+    HttpResponse::Forbidden().finish()
+}

@@ -1,0 +1,106 @@
+//! Throttling of sign-in, code entry and invitation sending: a sliding window of failures per
+//! key (an account or a client address). It slows guessing down without ever locking anyone
+//! out for good: old failures simply age out of the window.
+//!
+//! Kept in memory per instance; behind a load balancer each instance counts on its own, which
+//! multiplies the allowance by the number of instances but never blocks a legitimate person.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// A limit: at most `max` events per `window` for one key.
+#[derive(Debug)]
+pub struct Throttle {
+    max: usize,
+    window: Duration,
+    events: Mutex<HashMap<String, VecDeque<Instant>>>,
+}
+
+impl Throttle {
+    /// A throttle allowing `max` events per `window`.
+    pub fn new(max: usize, window: Duration) -> Self {
+        Throttle { max, window, events: Mutex::new(HashMap::new()) }
+    }
+
+    /// `Some(seconds to wait)` when `key` is over its limit, else `None`.
+    pub fn check(&self, key: &str) -> Option<u64> {
+        let now = Instant::now();
+        let mut map = self.events.lock().ok()?;
+        let q = map.get_mut(key)?;
+        while q.front().is_some_and(|t| now.duration_since(*t) >= self.window) {
+            q.pop_front();
+        }
+        if q.len() >= self.max {
+            let oldest = *q.front()?;
+            let wait = self.window.saturating_sub(now.duration_since(oldest));
+            Some(wait.as_secs().max(1))
+        } else {
+            None
+        }
+    }
+
+    /// Records one event (a failure, or a send) for `key`.
+    pub fn record(&self, key: &str) {
+        let now = Instant::now();
+        if let Ok(mut map) = self.events.lock() {
+            if map.len() > 100_000 {
+                let window = self.window;
+                map.retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) < window));
+            }
+            let q = map.entry(key.to_owned()).or_default();
+            q.push_back(now);
+            while q.len() > self.max * 2 {
+                q.pop_front();
+            }
+        }
+    }
+
+    /// Forgets `key` (after a successful sign-in).
+    pub fn clear(&self, key: &str) {
+        if let Ok(mut map) = self.events.lock() {
+            map.remove(key);
+        }
+    }
+}
+
+/// The throttles of one running server.
+#[derive(Debug)]
+pub struct Throttles {
+    /// Failed sign-ins per account: 5 per 15 minutes.
+    pub signin_account: Throttle,
+    /// Failed sign-ins per client address: 30 per 15 minutes.
+    pub signin_address: Throttle,
+    /// Invitations sent per inviter: 100 per hour.
+    pub invitations: Throttle,
+    /// One-time codes emailed per invitation: 5 per hour.
+    pub code_sends: Throttle,
+}
+
+impl Default for Throttles {
+    fn default() -> Self {
+        Throttles {
+            signin_account: Throttle::new(5, Duration::from_secs(15 * 60)),
+            signin_address: Throttle::new(30, Duration::from_secs(15 * 60)),
+            invitations: Throttle::new(100, Duration::from_secs(3600)),
+            code_sends: Throttle::new(5, Duration::from_secs(3600)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn over_the_limit_until_the_window_passes() {
+        let t = Throttle::new(2, Duration::from_millis(50));
+        t.record("a");
+        assert_eq!(t.check("a"), None);
+        t.record("a");
+        assert!(t.check("a").is_some());
+        assert_eq!(t.check("b"), None);
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(t.check("a"), None);
+    }
+}

@@ -1,0 +1,152 @@
+//! Rows as read from and written to the tables.
+
+use diesel::prelude::*;
+use time::PrimitiveDateTime;
+
+use super::schema::*;
+
+/// An organization (tenant) and its settings.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = organizations)]
+pub struct Organization {
+    pub id: String,
+    pub slug: String,
+    pub name: String,
+    pub privacy_url: Option<String>,
+    pub default_language: String,
+    pub invite_lifetime_days: i64,
+    pub redirect_allowlist: String,
+    pub created_at: PrimitiveDateTime,
+}
+
+impl Organization {
+    /// Entries of the redirect allow-list, one origin per line.
+    pub fn allowed_origins(&self) -> Vec<&str> {
+        self.redirect_allowlist
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect()
+    }
+}
+
+/// A global account, keyed by canonical email. `password_hash` is `None` until the person
+/// registers (an invitation creates the row first).
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = users)]
+pub struct User {
+    pub id: String,
+    pub email: String,
+    pub display_name: String,
+    pub name_search: String,
+    pub password_hash: Option<String>,
+    pub email_verified: bool,
+    pub language: Option<String>,
+    pub created_at: PrimitiveDateTime,
+}
+
+/// A person's place in one organization.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = memberships)]
+pub struct Membership {
+    pub id: String,
+    pub org_id: String,
+    pub user_id: String,
+    pub user_type: String,
+    pub role: String,
+    pub state: String,
+    pub blocked: bool,
+    pub invited_by: Option<String>,
+    pub accepted_at: Option<PrimitiveDateTime>,
+    pub removed_at: Option<PrimitiveDateTime>,
+    pub created_at: PrimitiveDateTime,
+}
+
+/// An invitation; only the SHA-256 of its token is stored.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = invitations)]
+pub struct Invitation {
+    pub id: String,
+    pub org_id: String,
+    pub membership_id: String,
+    pub email: String,
+    pub display_name: String,
+    pub message: Option<String>,
+    pub redirect_url: Option<String>,
+    pub user_type: String,
+    pub language: Option<String>,
+    pub token_hash: String,
+    pub status: String,
+    pub disclosed: bool,
+    pub send_email: bool,
+    pub invited_by: Option<String>,
+    pub code_hash: Option<String>,
+    pub code_expires_at: Option<PrimitiveDateTime>,
+    pub code_attempts: i64,
+    pub created_at: PrimitiveDateTime,
+    pub expires_at: PrimitiveDateTime,
+    pub accepted_at: Option<PrimitiveDateTime>,
+    pub revoked_at: Option<PrimitiveDateTime>,
+}
+
+/// A queued, sent or failed email.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = outbox)]
+pub struct OutboxMessage {
+    pub id: String,
+    pub kind: String,
+    pub org_id: Option<String>,
+    pub invitation_id: Option<String>,
+    pub recipient: String,
+    pub from_name: String,
+    pub reply_to: Option<String>,
+    pub subject: String,
+    pub body_text: Option<String>,
+    pub body_html: Option<String>,
+    pub message_id: String,
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_at: PrimitiveDateTime,
+    pub lease_until: Option<PrimitiveDateTime>,
+    pub last_error: Option<String>,
+    pub created_at: PrimitiveDateTime,
+    pub sent_at: Option<PrimitiveDateTime>,
+}
+
+/// One append-only audit record.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = audit_events)]
+pub struct AuditEvent {
+    pub id: String,
+    pub org_id: Option<String>,
+    pub actor_id: Option<String>,
+    pub action: String,
+    pub target: Option<String>,
+    pub detail: Option<String>,
+    pub client_ip: Option<String>,
+    pub request_id: Option<String>,
+    pub created_at: PrimitiveDateTime,
+}
+
+/// A server-side session row.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = sessions)]
+pub struct SessionRow {
+    pub id_hash: String,
+    pub user_id: Option<String>,
+    pub state: String,
+    pub created_at: PrimitiveDateTime,
+    pub expires_at: PrimitiveDateTime,
+}
+
+/// A one-time link (first-run setup, choose-a-password).
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = one_time_links)]
+pub struct OneTimeLink {
+    pub token_hash: String,
+    pub purpose: String,
+    pub user_id: Option<String>,
+    pub expires_at: PrimitiveDateTime,
+    pub used_at: Option<PrimitiveDateTime>,
+    pub created_at: PrimitiveDateTime,
+}

@@ -1,0 +1,146 @@
+//! Diesel table definitions shared by both backends (hand-written: only types that
+//! `MultiConnection` supports: Text, BigInt, Bool, Timestamp).
+
+diesel::table! {
+    organizations (id) {
+        id -> Text,
+        slug -> Text,
+        name -> Text,
+        privacy_url -> Nullable<Text>,
+        default_language -> Text,
+        invite_lifetime_days -> BigInt,
+        redirect_allowlist -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    users (id) {
+        id -> Text,
+        email -> Text,
+        display_name -> Text,
+        name_search -> Text,
+        password_hash -> Nullable<Text>,
+        email_verified -> Bool,
+        language -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    memberships (id) {
+        id -> Text,
+        org_id -> Text,
+        user_id -> Text,
+        user_type -> Text,
+        role -> Text,
+        state -> Text,
+        blocked -> Bool,
+        invited_by -> Nullable<Text>,
+        accepted_at -> Nullable<Timestamp>,
+        removed_at -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    invitations (id) {
+        id -> Text,
+        org_id -> Text,
+        membership_id -> Text,
+        email -> Text,
+        display_name -> Text,
+        message -> Nullable<Text>,
+        redirect_url -> Nullable<Text>,
+        user_type -> Text,
+        language -> Nullable<Text>,
+        token_hash -> Text,
+        status -> Text,
+        disclosed -> Bool,
+        send_email -> Bool,
+        invited_by -> Nullable<Text>,
+        code_hash -> Nullable<Text>,
+        code_expires_at -> Nullable<Timestamp>,
+        code_attempts -> BigInt,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        accepted_at -> Nullable<Timestamp>,
+        revoked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    sessions (id_hash) {
+        id_hash -> Text,
+        user_id -> Nullable<Text>,
+        state -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    outbox (id) {
+        id -> Text,
+        kind -> Text,
+        org_id -> Nullable<Text>,
+        invitation_id -> Nullable<Text>,
+        recipient -> Text,
+        from_name -> Text,
+        reply_to -> Nullable<Text>,
+        subject -> Text,
+        body_text -> Nullable<Text>,
+        body_html -> Nullable<Text>,
+        message_id -> Text,
+        status -> Text,
+        attempts -> BigInt,
+        next_attempt_at -> Timestamp,
+        lease_until -> Nullable<Timestamp>,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamp,
+        sent_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    audit_events (id) {
+        id -> Text,
+        org_id -> Nullable<Text>,
+        actor_id -> Nullable<Text>,
+        action -> Text,
+        target -> Nullable<Text>,
+        detail -> Nullable<Text>,
+        client_ip -> Nullable<Text>,
+        request_id -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    one_time_links (token_hash) {
+        token_hash -> Text,
+        purpose -> Text,
+        user_id -> Nullable<Text>,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(memberships -> organizations (org_id));
+diesel::joinable!(memberships -> users (user_id));
+diesel::joinable!(invitations -> memberships (membership_id));
+diesel::joinable!(invitations -> organizations (org_id));
+diesel::joinable!(sessions -> users (user_id));
+diesel::joinable!(audit_events -> organizations (org_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    organizations,
+    users,
+    memberships,
+    invitations,
+    sessions,
+    outbox,
+    audit_events,
+    one_time_links,
+);

@@ -1,0 +1,157 @@
+//! One error type for the whole application, mapped to status codes in one place. Pages get a
+//! friendly HTML page with the request id (rendered by `web::middleware::render_errors`); the
+//! API gets Graph-shaped JSON. Internal causes go to the log, never to the page.
+
+use actix_web::dev::ServiceRequest;
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+
+/// Everything that can go wrong while answering a request.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("not found")]
+    NotFound,
+    #[error("forbidden")]
+    Forbidden,
+    #[error("CSRF check failed")]
+    Csrf,
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    #[error("sign-in required")]
+    SignInRequired(String),
+    #[error("too many requests")]
+    TooManyRequests(u64),
+    #[error("payload too large")]
+    PayloadTooLarge,
+    #[error("service unavailable")]
+    Unavailable,
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+/// Marker left on error responses so the renderer knows which page to show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    NotFound,
+    Forbidden,
+    Csrf,
+    BadRequest,
+    TooManyRequests,
+    PayloadTooLarge,
+    Unavailable,
+    Internal,
+}
+
+impl ErrorKind {
+    /// Picks a page for a bare status code (errors raised by actix itself).
+    pub fn from_status(status: StatusCode) -> ErrorKind {
+        match status.as_u16() {
+            404 | 405 => ErrorKind::NotFound,
+            403 => ErrorKind::Forbidden,
+            413 => ErrorKind::PayloadTooLarge,
+            429 => ErrorKind::TooManyRequests,
+            503 => ErrorKind::Unavailable,
+            s if s < 500 => ErrorKind::BadRequest,
+            _ => ErrorKind::Internal,
+        }
+    }
+
+    /// Catalogue keys of the page title and explanation.
+    pub fn message_keys(self) -> (&'static str, &'static str) {
+        match self {
+            ErrorKind::NotFound => ("error.not_found.title", "error.not_found.body"),
+            ErrorKind::Forbidden => ("error.forbidden.title", "error.forbidden.body"),
+            ErrorKind::Csrf => ("error.csrf.title", "error.csrf.body"),
+            ErrorKind::BadRequest => ("error.bad_request.title", "error.bad_request.body"),
+            ErrorKind::TooManyRequests => ("error.too_many.title", "error.too_many.body"),
+            ErrorKind::PayloadTooLarge => ("error.too_large.title", "error.too_large.body"),
+            ErrorKind::Unavailable => ("error.unavailable.title", "error.unavailable.body"),
+            ErrorKind::Internal => ("error.internal.title", "error.internal.body"),
+        }
+    }
+
+    /// Graph-style error code for the API.
+    pub fn api_code(self) -> &'static str {
+        match self {
+            ErrorKind::NotFound => "Request_ResourceNotFound",
+            ErrorKind::Forbidden | ErrorKind::Csrf => "Authorization_RequestDenied",
+            ErrorKind::BadRequest => "Request_BadRequest",
+            ErrorKind::TooManyRequests => "TooManyRequests",
+            ErrorKind::PayloadTooLarge => "Request_EntityTooLarge",
+            ErrorKind::Unavailable => "ServiceUnavailable",
+            ErrorKind::Internal => "InternalServerError",
+        }
+    }
+}
+
+impl AppError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            AppError::NotFound => ErrorKind::NotFound,
+            AppError::Forbidden => ErrorKind::Forbidden,
+            AppError::Csrf => ErrorKind::Csrf,
+            AppError::BadRequest(_) => ErrorKind::BadRequest,
+            AppError::SignInRequired(_) => ErrorKind::Forbidden,
+            AppError::TooManyRequests(_) => ErrorKind::TooManyRequests,
+            AppError::PayloadTooLarge => ErrorKind::PayloadTooLarge,
+            AppError::Unavailable => ErrorKind::Unavailable,
+            AppError::Internal(_) => ErrorKind::Internal,
+        }
+    }
+
+    /// The bare response for a request that never reached a handler.
+    pub fn into_response(self, _req: &ServiceRequest) -> HttpResponse {
+        self.error_response()
+    }
+}
+
+impl ResponseError for AppError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            AppError::NotFound => StatusCode::NOT_FOUND,
+            AppError::Forbidden | AppError::Csrf => StatusCode::FORBIDDEN,
+            AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AppError::SignInRequired(_) => StatusCode::SEE_OTHER,
+            AppError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            AppError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let AppError::SignInRequired(next) = self {
+            let target = format!("/signin?next={}", url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>());
+            return HttpResponse::SeeOther().insert_header(("Location", target)).finish();
+        }
+        let mut res = HttpResponse::build(self.status_code());
+        if let AppError::TooManyRequests(secs) = self {
+            res.insert_header(("Retry-After", secs.to_string()));
+        }
+        let mut res = res.finish();
+        res.extensions_mut().insert(self.kind());
+        res
+    }
+}
+
+impl From<diesel::result::Error> for AppError {
+    fn from(e: diesel::result::Error) -> Self {
+        match e {
+            diesel::result::Error::NotFound => AppError::NotFound,
+            other => AppError::Internal(other.into()),
+        }
+    }
+}
+
+impl From<r2d2::Error> for AppError {
+    fn from(e: r2d2::Error) -> Self {
+        tracing::error!(error = %e, "database pool exhausted or unreachable");
+        AppError::Unavailable
+    }
+}
+
+impl From<actix_web::error::BlockingError> for AppError {
+    fn from(e: actix_web::error::BlockingError) -> Self {
+        AppError::Internal(anyhow::anyhow!("blocking task failed: {e}"))
+    }
+}

@@ -1,0 +1,74 @@
+//! Outgoing mail: the outbox (rows written in the same transaction as the change that causes
+//! them), the worker that sends them, transports and message builders.
+
+pub mod messages;
+pub mod transport;
+pub mod worker;
+
+use diesel::prelude::*;
+use url::Url;
+
+use crate::db::models::OutboxMessage;
+use crate::db::schema::outbox;
+use crate::db::{self, DbConnection};
+
+/// Outbox statuses.
+pub mod status {
+    pub const QUEUED: &str = "queued";
+    pub const SENDING: &str = "sending";
+    pub const SENT: &str = "sent";
+    pub const FAILED: &str = "failed";
+}
+
+/// A rendered email ready for the outbox.
+#[derive(Debug, Clone)]
+pub struct NewMail {
+    pub kind: &'static str,
+    pub org_id: Option<String>,
+    pub invitation_id: Option<String>,
+    pub recipient: String,
+    /// Display name of the sender ("Alice via Acme"); the address is the configured one.
+    pub from_name: String,
+    pub reply_to: Option<String>,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+/// Writes a mail row; call inside the transaction of the change that causes it.
+pub fn enqueue(conn: &mut DbConnection, mail: NewMail, public_url: &Url) -> QueryResult<String> {
+    let id = db::new_id();
+    let host = public_url.host_str().unwrap_or("localhost");
+    let now = db::now();
+    let row = OutboxMessage {
+        message_id: format!("<{id}@{host}>"),
+        id: id.clone(),
+        kind: mail.kind.to_owned(),
+        org_id: mail.org_id,
+        invitation_id: mail.invitation_id,
+        recipient: mail.recipient,
+        from_name: mail.from_name,
+        reply_to: mail.reply_to,
+        subject: mail.subject,
+        body_text: Some(mail.text),
+        body_html: Some(mail.html),
+        status: status::QUEUED.to_owned(),
+        attempts: 0,
+        next_attempt_at: now,
+        lease_until: None,
+        last_error: None,
+        created_at: now,
+        sent_at: None,
+    };
+    diesel::insert_into(outbox::table).values(&row).execute(conn)?;
+    Ok(id)
+}
+
+/// Counts of outbox rows by status, for `/readyz`.
+pub fn queue_counts(conn: &mut DbConnection) -> QueryResult<Vec<(String, i64)>> {
+    outbox::table
+        .filter(outbox::status.ne(status::SENT))
+        .group_by(outbox::status)
+        .select((outbox::status, diesel::dsl::count_star()))
+        .load(conn)
+}

@@ -1,0 +1,122 @@
+//! The `vestibule` command line: `serve` (default), `migrate`, `org create`.
+
+use std::io::Read;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use vestibule::config::Settings;
+use vestibule::services::orgs::{self, NewOrg, link_purpose, validate_new_org};
+use vestibule::services::Actor;
+use vestibule::startup::{Application, prepare_database};
+
+#[derive(Parser)]
+#[command(name = "vestibule", version, about = "Guest collaboration portal: invite people from outside by email")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run migrations, start the web server and the mail worker (the default).
+    Serve,
+    /// Run migrations only.
+    Migrate,
+    /// Manage organizations.
+    Org {
+        #[command(subcommand)]
+        command: OrgCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum OrgCommand {
+    /// Create an organization and its first admin.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        slug: Option<String>,
+        #[arg(long)]
+        admin_email: String,
+        #[arg(long)]
+        admin_name: Option<String>,
+        /// Read the admin's password from standard input instead of printing a link to choose it.
+        #[arg(long)]
+        admin_password_stdin: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::from_env() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("vestibule: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&settings.log))
+        .with_target(false)
+        .init();
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(settings),
+        Command::Migrate => prepare_database(&settings).map(|_| println!("migrations are up to date")),
+        Command::Org { command: OrgCommand::Create { name, slug, admin_email, admin_name, admin_password_stdin } } => {
+            create_org(&settings, NewOrg { name, slug: slug.unwrap_or_default(), admin_email, admin_name: admin_name.unwrap_or_default() }, admin_password_stdin)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vestibule: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(settings: Settings) -> anyhow::Result<()> {
+    actix_web::rt::System::new().block_on(async move {
+        let public = settings.base_url();
+        let app = Application::build(settings)?;
+        println!("Vestibule is listening on port {} (public URL {public})", app.port());
+        if let Some(link) = &app.setup_link {
+            println!("\nFirst run: open this one-time link to create your organization and its admin:\n\n    {link}\n");
+        }
+        app.run_until_stopped().await?;
+        Ok(())
+    })
+}
+
+fn create_org(settings: &Settings, input: NewOrg, password_stdin: bool) -> anyhow::Result<()> {
+    let org = validate_new_org(&input).map_err(|errors| {
+        let fields: Vec<String> = errors.0.iter().map(|(f, k)| format!("--{}: {}", f.replace('_', "-"), vestibule::i18n::Lang::En.tr().t(k))).collect();
+        anyhow::anyhow!("{}", fields.join("; "))
+    })?;
+    let password_hash = if password_stdin {
+        let mut password = String::new();
+        std::io::stdin().read_to_string(&mut password)?;
+        let password = password.trim_end_matches(['\r', '\n']);
+        vestibule::domain::password::check_new_password(password, password, org.admin_email.as_str())
+            .map_err(|p| anyhow::anyhow!("password: {}", vestibule::i18n::Lang::En.tr().t(p.message_key())))?;
+        Some(vestibule::auth::password::hash_password(password)?)
+    } else {
+        None
+    };
+    let pool = prepare_database(settings)?;
+    let mut conn = pool.get()?;
+    let (org_row, user) = orgs::create_org(&mut conn, &org, password_hash.as_deref(), &Actor::default()).map_err(|e| match e {
+        vestibule::services::ServiceError::Invalid(errors) => {
+            anyhow::anyhow!("{}", errors.0.iter().map(|(f, k)| format!("--{f}: {}", vestibule::i18n::Lang::En.tr().t(k))).collect::<Vec<_>>().join("; "))
+        }
+        other => anyhow::anyhow!(other),
+    })?;
+    println!("Created organization {} ({}) with admin {}", org_row.name, org_row.slug, user.email);
+    if user.password_hash.is_none() {
+        let token = orgs::create_link(&mut conn, link_purpose::SET_PASSWORD, Some(&user.id), time::Duration::hours(72))?;
+        println!("The admin chooses a password with this one-time link (valid 72 hours):\n\n    {}/password/{}\n", settings.base_url(), token.expose());
+    }
+    println!("Admin console: {}/o/{}/admin", settings.base_url(), org_row.slug);
+    Ok(())
+}

@@ -1,0 +1,78 @@
+//! Accounts: the global identity of a person, keyed by canonical email.
+
+use diesel::prelude::*;
+
+use crate::db::models::User;
+use crate::db::schema::users;
+use crate::db::{self, DbConnection};
+use crate::domain::Email;
+
+/// Lower-cased name used for prefix search.
+pub fn name_search(display_name: &str) -> String {
+    display_name.trim().to_lowercase()
+}
+
+/// Finds an account by canonical email.
+pub fn find_by_email(conn: &mut DbConnection, email: &Email) -> QueryResult<Option<User>> {
+    users::table.filter(users::email.eq(email.as_str())).select(User::as_select()).first(conn).optional()
+}
+
+/// Finds an account by id.
+pub fn find_by_id(conn: &mut DbConnection, id: &str) -> QueryResult<Option<User>> {
+    users::table.find(id).select(User::as_select()).first(conn).optional()
+}
+
+/// Finds the account of `email`, creating a row without a password if there is none yet
+/// (an invitation names a person before they register).
+pub fn find_or_create(conn: &mut DbConnection, email: &Email, display_name: &str) -> QueryResult<User> {
+    if let Some(u) = find_by_email(conn, email)? {
+        return Ok(u);
+    }
+    let user = User {
+        id: db::new_id(),
+        email: email.as_str().to_owned(),
+        display_name: display_name.to_owned(),
+        name_search: name_search(display_name),
+        password_hash: None,
+        email_verified: false,
+        language: None,
+        created_at: db::now(),
+    };
+    diesel::insert_into(users::table).values(&user).execute(conn)?;
+    Ok(user)
+}
+
+/// Gives a password to an account that has none (registration). Returns false when the
+/// account already has one, so two racing registrations cannot both win.
+pub fn set_initial_password(
+    conn: &mut DbConnection,
+    user_id: &str,
+    display_name: &str,
+    password_hash: &str,
+    language: Option<&str>,
+) -> QueryResult<bool> {
+    let n = diesel::update(users::table.filter(users::id.eq(user_id)).filter(users::password_hash.is_null()))
+        .set((
+            users::password_hash.eq(password_hash),
+            users::display_name.eq(display_name),
+            users::name_search.eq(name_search(display_name)),
+            users::email_verified.eq(true),
+            users::language.eq(language),
+        ))
+        .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// Remembers a person's language choice.
+pub fn set_language(conn: &mut DbConnection, user_id: &str, lang: &str) -> QueryResult<()> {
+    diesel::update(users::table.find(user_id)).set(users::language.eq(Some(lang))).execute(conn)?;
+    Ok(())
+}
+
+/// Sets the password of an account (owner's one-time link).
+pub fn set_password(conn: &mut DbConnection, user_id: &str, password_hash: &str) -> QueryResult<()> {
+    diesel::update(users::table.find(user_id))
+        .set((users::password_hash.eq(password_hash), users::email_verified.eq(true)))
+        .execute(conn)?;
+    Ok(())
+}

@@ -1,0 +1,358 @@
+//! Invitations: create, resend, revoke, and look up by token (design §2).
+
+use diesel::prelude::*;
+use time::PrimitiveDateTime;
+use url::Url;
+
+use crate::db::models::{Invitation, Membership, Organization, OutboxMessage, User};
+use crate::db::schema::{invitations, memberships, outbox};
+use crate::db::{self, DbConnection};
+use crate::domain::redirect::check_redirect;
+use crate::domain::token::{PlainToken, hash_token, looks_like_token};
+use crate::domain::{Email, UserType, has_control_chars, invitation_status, role, state};
+use crate::i18n::Lang;
+use crate::mail::{self, messages};
+use crate::services::audit::{self, action};
+use crate::services::{Actor, FieldErrors, ServiceError, accounts};
+
+/// Longest personal message, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 2000;
+
+/// What an inviter typed.
+#[derive(Debug, Clone, Default)]
+pub struct InviteInput {
+    pub email: String,
+    pub display_name: String,
+    pub message: String,
+    pub redirect_url: String,
+    pub user_type: String,
+    pub send_email: bool,
+    /// Language of the email, when the inviter chose one.
+    pub language: Option<Lang>,
+}
+
+/// A validated invitation request.
+#[derive(Debug, Clone)]
+pub struct ValidInvite {
+    pub email: Email,
+    pub display_name: String,
+    pub message: Option<String>,
+    pub redirect_url: Option<String>,
+    pub user_type: UserType,
+    pub send_email: bool,
+    pub language: Option<Lang>,
+}
+
+/// Checks an invitation request against the rules of design §2.
+pub fn validate(input: &InviteInput, org: &Organization, public_url: &Url) -> Result<ValidInvite, FieldErrors> {
+    let mut errors = FieldErrors::default();
+    let email = Email::parse(&input.email);
+    if let Err(e) = &email {
+        errors.add("email", if *e == crate::domain::email::EmailError::Empty { "email.required" } else { "email.invalid" });
+    }
+    let display_name = input.display_name.trim().to_owned();
+    if display_name.chars().count() > 200 || has_control_chars(&display_name) {
+        errors.add("display_name", "name.invalid");
+    }
+    let message = input.message.trim().replace("\r\n", "\n");
+    if message.chars().count() > MAX_MESSAGE_CHARS {
+        errors.add("message", "invite.message_too_long");
+    } else if has_control_chars(&message) {
+        errors.add("message", "invite.message_invalid");
+    }
+    let redirect = input.redirect_url.trim();
+    let redirect_url = if redirect.is_empty() {
+        None
+    } else {
+        match check_redirect(redirect, public_url, &org.allowed_origins()) {
+            Ok(u) => Some(u),
+            Err(p) => {
+                errors.add("redirect_url", p.message_key());
+                None
+            }
+        }
+    };
+    let user_type = UserType::parse(if input.user_type.is_empty() { "Guest" } else { &input.user_type });
+    if user_type.is_none() {
+        errors.add("user_type", "invite.user_type_invalid");
+    }
+    match (email, user_type) {
+        (Ok(email), Some(user_type)) if errors.is_empty() => {
+            let display_name = if display_name.is_empty() { email.as_str().split('@').next().unwrap_or("").to_owned() } else { display_name };
+            Ok(ValidInvite {
+                email,
+                display_name,
+                message: (!message.is_empty()).then_some(message),
+                redirect_url,
+                user_type,
+                send_email: input.send_email,
+                language: input.language,
+            })
+        }
+        _ => Err(errors),
+    }
+}
+
+/// The result of an invitation request.
+#[derive(Debug)]
+pub struct Created {
+    pub invitation: Invitation,
+    /// The redeem link, returned only when it was not emailed (it is then "disclosed").
+    pub redeem_url: Option<String>,
+    /// True when a pending invitation for that address already existed and was returned as is.
+    pub existing: bool,
+}
+
+/// Everything needed to render invitation mail, gathered before the write transaction.
+pub struct MailContext<'a> {
+    pub public_url: &'a Url,
+    pub inviter: &'a User,
+}
+
+fn lifetime(org: &Organization) -> time::Duration {
+    time::Duration::days(org.invite_lifetime_days.clamp(1, 90))
+}
+
+/// Redeem URL for a token.
+pub fn redeem_url(public_url: &Url, token: &str) -> String {
+    format!("{}/redeem/{}", public_url.as_str().trim_end_matches('/'), token)
+}
+
+/// Creates an invitation (or returns the pending one for that address), with its email in the
+/// outbox, in one transaction.
+pub fn create(
+    conn: &mut DbConnection,
+    org: &Organization,
+    invite: &ValidInvite,
+    mail_ctx: &MailContext,
+    actor: &Actor,
+) -> Result<Created, ServiceError> {
+    let token = PlainToken::generate();
+    let now = db::now();
+    let result = db::write_tx(conn, |conn| {
+        let user = accounts::find_or_create(conn, &invite.email, &invite.display_name)?;
+        let existing_membership: Option<Membership> = memberships::table
+            .filter(memberships::org_id.eq(&org.id))
+            .filter(memberships::user_id.eq(&user.id))
+            .select(Membership::as_select())
+            .first(conn)
+            .optional()?;
+        let membership = match existing_membership {
+            Some(m) if m.removed_at.is_none() && m.state == state::ACCEPTED => {
+                return Err(ServiceError::field("email", "invite.already_member"));
+            }
+            Some(m) => {
+                if let Some(pending) = pending_for(conn, &org.id, invite.email.as_str())? {
+                    if pending.expires_at > now {
+                        return Ok(Created { invitation: pending, redeem_url: None, existing: true });
+                    }
+                    // An expired invitation blocks nobody: retire it and issue a fresh one.
+                    diesel::update(invitations::table.find(&pending.id))
+                        .set(invitations::status.eq(invitation_status::EXPIRED))
+                        .execute(conn)?;
+                }
+                diesel::update(memberships::table.find(&m.id))
+                    .set((
+                        memberships::removed_at.eq(None::<PrimitiveDateTime>),
+                        memberships::state.eq(state::PENDING),
+                        memberships::user_type.eq(invite.user_type.as_str()),
+                        memberships::invited_by.eq(&actor.user_id),
+                        memberships::created_at.eq(now),
+                    ))
+                    .execute(conn)?;
+                m
+            }
+            None => {
+                let m = Membership {
+                    id: db::new_id(),
+                    org_id: org.id.clone(),
+                    user_id: user.id.clone(),
+                    user_type: invite.user_type.as_str().into(),
+                    role: role::NONE.into(),
+                    state: state::PENDING.into(),
+                    blocked: false,
+                    invited_by: actor.user_id.clone(),
+                    accepted_at: None,
+                    removed_at: None,
+                    created_at: now,
+                };
+                diesel::insert_into(memberships::table).values(&m).execute(conn)?;
+                m
+            }
+        };
+        let invitation = Invitation {
+            id: db::new_id(),
+            org_id: org.id.clone(),
+            membership_id: membership.id.clone(),
+            email: invite.email.as_str().to_owned(),
+            display_name: invite.display_name.clone(),
+            message: invite.message.clone(),
+            redirect_url: invite.redirect_url.clone(),
+            user_type: invite.user_type.as_str().into(),
+            language: invite.language.map(|l| l.code().to_owned()),
+            token_hash: token.hash(),
+            status: invitation_status::PENDING.into(),
+            disclosed: !invite.send_email,
+            send_email: invite.send_email,
+            invited_by: actor.user_id.clone(),
+            code_hash: None,
+            code_expires_at: None,
+            code_attempts: 0,
+            created_at: now,
+            expires_at: now + lifetime(org),
+            accepted_at: None,
+            revoked_at: None,
+        };
+        diesel::insert_into(invitations::table).values(&invitation).execute(conn)?;
+        if invite.send_email {
+            let lang = email_language(&invitation, &user, org);
+            let mail = messages::invitation(org, &invitation, mail_ctx.inviter, token.expose(), mail_ctx.public_url, lang)?;
+            mail::enqueue(conn, mail, mail_ctx.public_url)?;
+        }
+        let detail = serde_json::json!({ "email": invitation.email, "user_type": invitation.user_type, "send_email": invite.send_email }).to_string();
+        audit::record(conn, actor, Some(&org.id), action::INVITATION_CREATED, Some(&invitation.id), Some(&detail))?;
+        Ok(Created { invitation, redeem_url: None, existing: false })
+    });
+    match result {
+        Ok(mut created) => {
+            if !created.existing && !invite.send_email {
+                created.redeem_url = Some(redeem_url(mail_ctx.public_url, token.expose()));
+            }
+            Ok(created)
+        }
+        // Two inviters raced on the same address: the other one's invitation stands.
+        Err(ServiceError::Db(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _))) => {
+            let pending = pending_for(conn, &org.id, invite.email.as_str())?.ok_or(ServiceError::NotFound)?;
+            Ok(Created { invitation: pending, redeem_url: None, existing: true })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Email language: the invitation's, else the guest's preference, else the org default.
+pub fn email_language(invitation: &Invitation, guest: &User, org: &Organization) -> Lang {
+    invitation
+        .language
+        .as_deref()
+        .and_then(Lang::parse)
+        .or_else(|| guest.language.as_deref().and_then(Lang::parse))
+        .or_else(|| Lang::parse(&org.default_language))
+        .unwrap_or_default()
+}
+
+/// The pending invitation of an address in an org, if any.
+pub fn pending_for(conn: &mut DbConnection, org_id: &str, email: &str) -> QueryResult<Option<Invitation>> {
+    invitations::table
+        .filter(invitations::org_id.eq(org_id))
+        .filter(invitations::email.eq(email))
+        .filter(invitations::status.eq(invitation_status::PENDING))
+        .select(Invitation::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// An invitation of an org by id.
+pub fn find_in_org(conn: &mut DbConnection, org_id: &str, id: &str) -> QueryResult<Option<Invitation>> {
+    invitations::table
+        .filter(invitations::org_id.eq(org_id))
+        .filter(invitations::id.eq(id))
+        .select(Invitation::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// The invitation a token belongs to, whatever its state (the caller decides what to show).
+pub fn find_by_token(conn: &mut DbConnection, token: &str) -> QueryResult<Option<Invitation>> {
+    if !looks_like_token(token) {
+        return Ok(None);
+    }
+    invitations::table
+        .filter(invitations::token_hash.eq(hash_token(token)))
+        .select(Invitation::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// The newest invitation of a membership.
+pub fn latest_for_membership(conn: &mut DbConnection, membership_id: &str) -> QueryResult<Option<Invitation>> {
+    invitations::table
+        .filter(invitations::membership_id.eq(membership_id))
+        .order(invitations::created_at.desc())
+        .select(Invitation::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Resends a pending invitation: a new token (the old link dies), the clock restarts, and the
+/// email goes out again. The new token reaches only the guest's mailbox, so the link is no
+/// longer considered disclosed.
+pub fn resend(
+    conn: &mut DbConnection,
+    org: &Organization,
+    invitation_id: &str,
+    mail_ctx: &MailContext,
+    actor: &Actor,
+) -> Result<Invitation, ServiceError> {
+    let token = PlainToken::generate();
+    db::write_tx(conn, |conn| {
+        let inv = find_in_org(conn, &org.id, invitation_id)?.ok_or(ServiceError::NotFound)?;
+        if inv.status != invitation_status::PENDING {
+            return Err(ServiceError::WrongState);
+        }
+        let now = db::now();
+        let n = diesel::update(invitations::table.find(&inv.id).filter(invitations::status.eq(invitation_status::PENDING)))
+            .set((
+                invitations::token_hash.eq(token.hash()),
+                invitations::expires_at.eq(now + lifetime(org)),
+                invitations::disclosed.eq(false),
+                invitations::send_email.eq(true),
+                invitations::code_hash.eq(None::<String>),
+                invitations::code_attempts.eq(0),
+            ))
+            .execute(conn)?;
+        if n != 1 {
+            return Err(ServiceError::WrongState);
+        }
+        let inv = find_in_org(conn, &org.id, invitation_id)?.ok_or(ServiceError::NotFound)?;
+        let guest = accounts::find_by_email(conn, &Email::parse(&inv.email).map_err(|_| ServiceError::NotFound)?)?.ok_or(ServiceError::NotFound)?;
+        let lang = email_language(&inv, &guest, org);
+        let mail = messages::invitation(org, &inv, mail_ctx.inviter, token.expose(), mail_ctx.public_url, lang)?;
+        mail::enqueue(conn, mail, mail_ctx.public_url)?;
+        audit::record(conn, actor, Some(&org.id), action::INVITATION_RESENT, Some(&inv.id), Some(&inv.email))?;
+        Ok(inv)
+    })
+}
+
+/// Revokes a pending invitation; its link dies and the pending membership leaves the list.
+pub fn revoke(conn: &mut DbConnection, org: &Organization, invitation_id: &str, actor: &Actor) -> Result<(), ServiceError> {
+    db::write_tx(conn, |conn| {
+        let inv = find_in_org(conn, &org.id, invitation_id)?.ok_or(ServiceError::NotFound)?;
+        let now = db::now();
+        let n = diesel::update(invitations::table.find(&inv.id).filter(invitations::status.eq(invitation_status::PENDING)))
+            .set((invitations::status.eq(invitation_status::REVOKED), invitations::revoked_at.eq(Some(now))))
+            .execute(conn)?;
+        if n != 1 {
+            return Err(ServiceError::WrongState);
+        }
+        diesel::update(
+            memberships::table
+                .find(&inv.membership_id)
+                .filter(memberships::state.eq(state::PENDING)),
+        )
+        .set(memberships::removed_at.eq(Some(now)))
+        .execute(conn)?;
+        audit::record(conn, actor, Some(&org.id), action::INVITATION_REVOKED, Some(&inv.id), Some(&inv.email))?;
+        Ok(())
+    })
+}
+
+/// Delivery state of an invitation's newest email: (status, last error).
+pub fn delivery_of(conn: &mut DbConnection, invitation_id: &str) -> QueryResult<Option<OutboxMessage>> {
+    outbox::table
+        .filter(outbox::invitation_id.eq(invitation_id))
+        .filter(outbox::kind.eq(messages::KIND_INVITATION))
+        .order(outbox::created_at.desc())
+        .select(OutboxMessage::as_select())
+        .first(conn)
+        .optional()
+}

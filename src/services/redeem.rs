@@ -1,0 +1,168 @@
+//! Redemption: what a guest may do with an invitation link, and the final, single-use consent.
+
+use diesel::prelude::*;
+use url::Url;
+
+use crate::db::models::{Invitation, Organization, User};
+use crate::db::schema::{invitations, memberships, organizations, users};
+use crate::db::{self, DbConnection};
+use crate::domain::token::{hash_token, six_digit_code};
+use crate::domain::{Email, invitation_status, state};
+use crate::i18n::Lang;
+use crate::mail::{self, messages};
+use crate::services::audit::{self, action};
+use crate::services::{Actor, ServiceError, accounts, invitations as invites};
+
+/// What a link turned out to be.
+pub enum LinkState {
+    /// Usable: the invitation, its organization, the inviter (if known) and the invited account.
+    Valid { invitation: Invitation, org: Organization, inviter: Option<User>, guest: User },
+    /// A real link that can no longer be used (expired, used, revoked); the org may be named.
+    Dead { org_name: String },
+    /// Not a link of ours.
+    Unknown,
+}
+
+/// Looks a token up without changing anything (GET and HEAD must be harmless).
+pub fn inspect(conn: &mut DbConnection, token: &str) -> QueryResult<LinkState> {
+    let Some(invitation) = invites::find_by_token(conn, token)? else {
+        return Ok(LinkState::Unknown);
+    };
+    let org: Organization = organizations::table.find(&invitation.org_id).select(Organization::as_select()).first(conn)?;
+    if invitation.status != invitation_status::PENDING || invitation.expires_at <= db::now() {
+        return Ok(LinkState::Dead { org_name: org.name });
+    }
+    let inviter = match &invitation.invited_by {
+        Some(id) => accounts::find_by_id(conn, id)?,
+        None => None,
+    };
+    let guest: User = users::table.filter(users::email.eq(&invitation.email)).select(User::as_select()).first(conn)?;
+    Ok(LinkState::Valid { invitation, org, inviter, guest })
+}
+
+/// Creates the guest's account on the spot (first-time guest). Refused when the account
+/// already has a password or the invitation is no longer pending.
+pub fn register(
+    conn: &mut DbConnection,
+    invitation: &Invitation,
+    guest: &User,
+    display_name: &str,
+    password_hash: &str,
+    lang: Lang,
+    actor: &Actor,
+) -> Result<User, ServiceError> {
+    db::write_tx(conn, |conn| {
+        let still_pending: i64 = invitations::table
+            .filter(invitations::id.eq(&invitation.id))
+            .filter(invitations::status.eq(invitation_status::PENDING))
+            .filter(invitations::expires_at.gt(db::now()))
+            .count()
+            .get_result(conn)?;
+        if still_pending != 1 {
+            return Err(ServiceError::WrongState);
+        }
+        if !accounts::set_initial_password(conn, &guest.id, display_name, password_hash, Some(lang.code()))? {
+            return Err(ServiceError::WrongState);
+        }
+        let mut actor = actor.clone();
+        actor.user_id = Some(guest.id.clone());
+        audit::record(conn, &actor, Some(&invitation.org_id), action::ACCOUNT_CREATED, Some(&guest.id), Some(&guest.email))?;
+        Ok(accounts::find_by_id(conn, &guest.id)?.ok_or(ServiceError::NotFound)?)
+    })
+}
+
+/// How long a one-time code stays valid.
+pub const CODE_TTL: time::Duration = time::Duration::minutes(10);
+/// Wrong guesses allowed per code.
+pub const CODE_ATTEMPTS: i64 = 5;
+
+/// Emails a fresh six-digit code to the invited address (disclosed links only).
+pub fn send_code(conn: &mut DbConnection, invitation: &Invitation, org: &Organization, public_url: &Url, lang: Lang) -> Result<(), ServiceError> {
+    let code = six_digit_code();
+    db::write_tx(conn, |conn| {
+        diesel::update(invitations::table.find(&invitation.id))
+            .set((
+                invitations::code_hash.eq(Some(hash_token(&format!("{}:{code}", invitation.id)))),
+                invitations::code_expires_at.eq(Some(db::now() + CODE_TTL)),
+                invitations::code_attempts.eq(0),
+            ))
+            .execute(conn)?;
+        let mail = messages::code(org, invitation, &code, lang)?;
+        mail::enqueue(conn, mail, public_url)?;
+        Ok(())
+    })
+}
+
+/// The outcome of entering a code.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CodeCheck {
+    Correct,
+    Wrong,
+    /// Expired, never sent, or too many wrong guesses: a new code is needed.
+    NeedNewCode,
+}
+
+/// Checks a typed code; each wrong guess counts, the fifth kills the code.
+pub fn check_code(conn: &mut DbConnection, invitation_id: &str, typed: &str) -> Result<CodeCheck, ServiceError> {
+    db::write_tx(conn, |conn| {
+        let inv: Invitation = invitations::table.find(invitation_id).select(Invitation::as_select()).first(conn)?;
+        let (Some(hash), Some(expires)) = (inv.code_hash.as_deref(), inv.code_expires_at) else {
+            return Ok(CodeCheck::NeedNewCode);
+        };
+        if expires <= db::now() || inv.code_attempts >= CODE_ATTEMPTS {
+            return Ok(CodeCheck::NeedNewCode);
+        }
+        let typed: String = typed.chars().filter(|c| c.is_ascii_digit()).collect();
+        if hash_token(&format!("{}:{typed}", inv.id)) == hash {
+            diesel::update(invitations::table.find(&inv.id))
+                .set((invitations::code_hash.eq(None::<String>), invitations::code_expires_at.eq(None::<time::PrimitiveDateTime>)))
+                .execute(conn)?;
+            return Ok(CodeCheck::Correct);
+        }
+        diesel::update(invitations::table.find(&inv.id)).set(invitations::code_attempts.eq(inv.code_attempts + 1)).execute(conn)?;
+        Ok(if inv.code_attempts + 1 >= CODE_ATTEMPTS { CodeCheck::NeedNewCode } else { CodeCheck::Wrong })
+    })
+}
+
+/// The result of accepting.
+pub struct Accepted {
+    pub org: Organization,
+    pub redirect_url: Option<String>,
+}
+
+/// Accepts the invitation as `user`: one conditional UPDATE consumes the token (pending, not
+/// expired, not revoked, hash matches, invited address is the user's), and in the same
+/// transaction the membership becomes Accepted and the audit events are written. Of any
+/// number of concurrent attempts exactly one gets `Ok`; the rest get `WrongState`.
+pub fn accept(conn: &mut DbConnection, token: &str, user: &User, actor: &Actor) -> Result<Accepted, ServiceError> {
+    let email = Email::parse(&user.email).map_err(|_| ServiceError::Forbidden)?;
+    db::write_tx(conn, |conn| {
+        let now = db::now();
+        let consumed = diesel::update(
+            invitations::table
+                .filter(invitations::token_hash.eq(hash_token(token)))
+                .filter(invitations::status.eq(invitation_status::PENDING))
+                .filter(invitations::expires_at.gt(now))
+                .filter(invitations::email.eq(email.as_str())),
+        )
+        .set((invitations::status.eq(invitation_status::ACCEPTED), invitations::accepted_at.eq(Some(now))))
+        .execute(conn)?;
+        if consumed != 1 {
+            return Err(ServiceError::WrongState);
+        }
+        let inv: Invitation = invitations::table.filter(invitations::token_hash.eq(hash_token(token))).select(Invitation::as_select()).first(conn)?;
+        diesel::update(memberships::table.find(&inv.membership_id))
+            .set((
+                memberships::state.eq(state::ACCEPTED),
+                memberships::accepted_at.eq(Some(now)),
+                memberships::user_type.eq(&inv.user_type),
+                memberships::removed_at.eq(None::<time::PrimitiveDateTime>),
+            ))
+            .execute(conn)?;
+        diesel::update(users::table.find(&user.id)).set(users::email_verified.eq(true)).execute(conn)?;
+        let org: Organization = organizations::table.find(&inv.org_id).select(Organization::as_select()).first(conn)?;
+        audit::record(conn, actor, Some(&org.id), action::INVITATION_REDEEMED, Some(&inv.id), Some(&inv.email))?;
+        audit::record(conn, actor, Some(&org.id), action::CONSENT_GIVEN, Some(&user.id), Some("name,email"))?;
+        Ok(Accepted { org, redirect_url: inv.redirect_url })
+    })
+}

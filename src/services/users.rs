@@ -1,0 +1,196 @@
+//! The people of an organization as admins see them: list, detail, removal; and leaving.
+
+use std::collections::HashMap;
+
+use diesel::prelude::*;
+use time::PrimitiveDateTime;
+
+use crate::auth::session_store::end_all_sessions;
+use crate::db::models::{Invitation, Membership, Organization, OutboxMessage, User};
+use crate::db::schema::{invitations, memberships, outbox, users};
+use crate::db::{self, DbConnection};
+use crate::domain::{invitation_status, state};
+use crate::services::audit::{self, action};
+use crate::services::{Actor, ServiceError};
+
+/// Page size of the users list.
+pub const PAGE_SIZE: i64 = 50;
+
+/// Filters of the users list.
+#[derive(Debug, Clone, Default)]
+pub struct UserFilter {
+    /// `Member` or `Guest`.
+    pub user_type: Option<String>,
+    /// `PendingAcceptance` or `Accepted`.
+    pub state: Option<String>,
+    /// Prefix of the email address or of the display name (case-insensitive).
+    pub search: Option<String>,
+    /// Keyset cursor: created_at and id of the last row of the previous page.
+    pub after: Option<(PrimitiveDateTime, String)>,
+}
+
+/// One line of the users list.
+#[derive(Debug, Clone)]
+pub struct UserRow {
+    pub membership: Membership,
+    pub user: User,
+    pub inviter_name: Option<String>,
+    /// Status of the newest invitation email: queued, sending, sent, failed; None if no email.
+    pub email_status: Option<String>,
+}
+
+/// A page of the users list, with the cursor of the next page if there is one.
+pub struct UserPage {
+    pub rows: Vec<UserRow>,
+    pub next: Option<(PrimitiveDateTime, String)>,
+}
+
+/// The highest Unicode scalar: `prefix..prefix+MAX` is a byte-order prefix range.
+const PREFIX_END: char = '\u{10FFFF}';
+
+/// Lists the org's people, newest first, using an index for the first page and for searches.
+pub fn list(conn: &mut DbConnection, org_id: &str, filter: &UserFilter) -> QueryResult<UserPage> {
+    let mut q = memberships::table
+        .inner_join(users::table)
+        .filter(memberships::org_id.eq(org_id))
+        .filter(memberships::removed_at.is_null())
+        .into_boxed();
+    if let Some(t) = &filter.user_type {
+        q = q.filter(memberships::user_type.eq(t.clone()));
+    }
+    if let Some(s) = &filter.state {
+        q = q.filter(memberships::state.eq(s.clone()));
+    }
+    if let Some(search) = filter.search.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        let lo = search.to_lowercase();
+        let hi = format!("{lo}{PREFIX_END}");
+        if lo.contains('@') {
+            q = q.filter(users::email.ge(lo.clone()).and(users::email.lt(hi.clone())));
+        } else {
+            q = q.filter(
+                users::email
+                    .ge(lo.clone())
+                    .and(users::email.lt(hi.clone()))
+                    .or(users::name_search.ge(lo.clone()).and(users::name_search.lt(hi.clone()))),
+            );
+        }
+    }
+    if let Some((at, id)) = &filter.after {
+        q = q.filter(memberships::created_at.lt(*at).or(memberships::created_at.eq(*at).and(memberships::id.lt(id.clone()))));
+    }
+    let mut rows: Vec<(Membership, User)> = q
+        .order((memberships::created_at.desc(), memberships::id.desc()))
+        .limit(PAGE_SIZE + 1)
+        .select((Membership::as_select(), User::as_select()))
+        .load(conn)?;
+    let next = if rows.len() as i64 > PAGE_SIZE {
+        rows.truncate(PAGE_SIZE as usize);
+        rows.last().map(|(m, _)| (m.created_at, m.id.clone()))
+    } else {
+        None
+    };
+    let inviter_ids: Vec<String> = rows.iter().filter_map(|(m, _)| m.invited_by.clone()).collect();
+    let inviters: HashMap<String, String> = users::table
+        .filter(users::id.eq_any(&inviter_ids))
+        .select((users::id, users::display_name))
+        .load::<(String, String)>(conn)?
+        .into_iter()
+        .collect();
+    let membership_ids: Vec<String> = rows.iter().map(|(m, _)| m.id.clone()).collect();
+    let invites: Vec<(String, String)> = invitations::table
+        .filter(invitations::membership_id.eq_any(&membership_ids))
+        .order(invitations::created_at.asc())
+        .select((invitations::membership_id, invitations::id))
+        .load(conn)?;
+    let latest_invite: HashMap<String, String> = invites.into_iter().collect();
+    let invite_ids: Vec<String> = latest_invite.values().cloned().collect();
+    let mails: Vec<(Option<String>, String)> = outbox::table
+        .filter(outbox::invitation_id.eq_any(&invite_ids))
+        .filter(outbox::kind.eq(crate::mail::messages::KIND_INVITATION))
+        .order(outbox::created_at.asc())
+        .select((outbox::invitation_id, outbox::status))
+        .load(conn)?;
+    let mail_status: HashMap<String, String> = mails.into_iter().filter_map(|(i, s)| i.map(|i| (i, s))).collect();
+    let rows = rows
+        .into_iter()
+        .map(|(membership, user)| {
+            let inviter_name = membership.invited_by.as_ref().and_then(|id| inviters.get(id).cloned());
+            let email_status = latest_invite.get(&membership.id).and_then(|inv| mail_status.get(inv).cloned());
+            UserRow { membership, user, inviter_name, email_status }
+        })
+        .collect();
+    Ok(UserPage { rows, next })
+}
+
+/// Everything the guest page shows.
+pub struct UserDetail {
+    pub membership: Membership,
+    pub user: User,
+    pub inviter: Option<User>,
+    pub invitation: Option<Invitation>,
+    pub delivery: Option<OutboxMessage>,
+}
+
+/// One member or guest of the org, by membership id.
+pub fn detail(conn: &mut DbConnection, org_id: &str, membership_id: &str) -> QueryResult<Option<UserDetail>> {
+    let found: Option<(Membership, User)> = memberships::table
+        .inner_join(users::table)
+        .filter(memberships::org_id.eq(org_id))
+        .filter(memberships::id.eq(membership_id))
+        .filter(memberships::removed_at.is_null())
+        .select((Membership::as_select(), User::as_select()))
+        .first(conn)
+        .optional()?;
+    let Some((membership, user)) = found else { return Ok(None) };
+    let inviter = match &membership.invited_by {
+        Some(id) => users::table.find(id).select(User::as_select()).first(conn).optional()?,
+        None => None,
+    };
+    let invitation = crate::services::invitations::latest_for_membership(conn, &membership.id)?;
+    let delivery = match &invitation {
+        Some(inv) => crate::services::invitations::delivery_of(conn, &inv.id)?,
+        None => None,
+    };
+    Ok(Some(UserDetail { membership, user, inviter, invitation, delivery }))
+}
+
+/// Removes a person from the organization: soft delete (restorable later), pending
+/// invitations revoked, and every session of theirs ended at once.
+pub fn remove(conn: &mut DbConnection, org: &Organization, membership_id: &str, actor: &Actor) -> Result<(), ServiceError> {
+    db::write_tx(conn, |conn| {
+        let m: Membership = memberships::table
+            .filter(memberships::org_id.eq(&org.id))
+            .filter(memberships::id.eq(membership_id))
+            .filter(memberships::removed_at.is_null())
+            .select(Membership::as_select())
+            .first(conn)
+            .optional()?
+            .ok_or(ServiceError::NotFound)?;
+        if actor.user_id.as_deref() == Some(m.user_id.as_str()) {
+            return Err(ServiceError::Forbidden);
+        }
+        let now = db::now();
+        diesel::update(memberships::table.find(&m.id)).set(memberships::removed_at.eq(Some(now))).execute(conn)?;
+        diesel::update(invitations::table.filter(invitations::membership_id.eq(&m.id)).filter(invitations::status.eq(invitation_status::PENDING)))
+            .set((invitations::status.eq(invitation_status::REVOKED), invitations::revoked_at.eq(Some(now))))
+            .execute(conn)?;
+        end_all_sessions(conn, &m.user_id)?;
+        audit::record(conn, actor, Some(&org.id), action::MEMBER_REMOVED, Some(&m.user_id), None)?;
+        Ok(())
+    })
+}
+
+/// The signed-in guest leaves the organization (admins cannot leave this way).
+pub fn leave(conn: &mut DbConnection, org: &Organization, user_id: &str, actor: &Actor) -> Result<(), ServiceError> {
+    db::write_tx(conn, |conn| {
+        let m = crate::services::orgs::membership_of(conn, &org.id, user_id)?.ok_or(ServiceError::NotFound)?;
+        if m.role == crate::domain::role::ADMIN {
+            return Err(ServiceError::Forbidden);
+        }
+        diesel::update(memberships::table.find(&m.id))
+            .set((memberships::removed_at.eq(Some(db::now())), memberships::state.eq(state::ACCEPTED)))
+            .execute(conn)?;
+        audit::record(conn, actor, Some(&org.id), action::MEMBER_LEFT, Some(user_id), None)?;
+        Ok(())
+    })
+}

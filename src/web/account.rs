@@ -1,0 +1,329 @@
+//! Signing in and out, first-run setup, the owner's set-password link, and `/account`.
+
+use actix_session::Session;
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use askama::Template;
+use serde::Deserialize;
+
+use crate::auth::guard::{SessionUser, current_user, sign_in, sign_out};
+use crate::auth::password::{hash_password, verify_password};
+use crate::auth::SignedIn;
+use crate::db::models::User;
+use crate::domain::Email;
+use crate::domain::password::check_new_password;
+use crate::error::AppError;
+use crate::i18n::Lang;
+use crate::services::audit::{self, action};
+use crate::services::orgs::{self, NewOrg, link_purpose, validate_new_org};
+use crate::services::{FieldErrors, ServiceError, accounts};
+use crate::startup::AppState;
+use crate::web::pages::language_cookie;
+use crate::web::{Ctx, Errors, actor, client_ip, invalid, ok, render, safe_next, see_other, with_conn};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(signin_page)
+        .service(signin)
+        .service(signout)
+        .service(setup_page)
+        .service(setup)
+        .service(password_page)
+        .service(set_password)
+        .service(account_page);
+}
+
+#[derive(Template)]
+#[template(path = "pages/signin.html")]
+struct SigninPage {
+    ctx: Ctx,
+    errors: Errors,
+    problem: Option<&'static str>,
+    email: String,
+    next: String,
+}
+
+#[derive(Deserialize)]
+struct NextQuery {
+    next: Option<String>,
+}
+
+#[get("/signin")]
+async fn signin_page(ctx: Ctx, q: web::Query<NextQuery>) -> Result<HttpResponse, AppError> {
+    let next = safe_next(q.next.as_deref());
+    if ctx.user.is_some() {
+        return Ok(see_other(&next));
+    }
+    ok(&SigninPage { ctx, errors: Errors::default(), problem: None, email: String::new(), next })
+}
+
+#[derive(Deserialize)]
+struct SigninForm {
+    email: String,
+    password: String,
+    next: Option<String>,
+}
+
+/// Outcome of checking a password for an address, the same in time and shape for unknown accounts.
+pub enum PasswordCheck {
+    Ok(User),
+    Wrong,
+}
+
+/// Verifies `password` for `email` off the async threads; unknown accounts burn the same work.
+pub async fn check_password(state: &web::Data<AppState>, email: String, password: String) -> Result<PasswordCheck, AppError> {
+    with_conn(&state.pool, move |c| {
+        let user = match Email::parse(&email) {
+            Ok(e) => accounts::find_by_email(c, &e)?,
+            Err(_) => None,
+        };
+        let hash = user.as_ref().and_then(|u| u.password_hash.clone());
+        let good = verify_password(&password, hash.as_deref());
+        Ok(match (good, user) {
+            (true, Some(u)) => PasswordCheck::Ok(u),
+            _ => PasswordCheck::Wrong,
+        })
+    })
+    .await
+}
+
+/// Keys of the sign-in throttles for an address and a client.
+fn throttle_keys(email: &str, ip: &Option<String>) -> (String, String) {
+    (format!("acct:{}", email.trim().to_lowercase()), format!("ip:{}", ip.as_deref().unwrap_or("?")))
+}
+
+/// `Some(retry_after)` when sign-in for this address or client is paused.
+pub fn signin_paused(state: &AppState, email: &str, ip: &Option<String>) -> Option<u64> {
+    if !state.settings.throttle_enabled {
+        return None;
+    }
+    let (acct, addr) = throttle_keys(email, ip);
+    state.throttles.signin_account.check(&acct).or_else(|| state.throttles.signin_address.check(&addr))
+}
+
+/// Counts a failed sign-in.
+pub fn signin_failed(state: &AppState, email: &str, ip: &Option<String>) {
+    let (acct, addr) = throttle_keys(email, ip);
+    state.throttles.signin_account.record(&acct);
+    state.throttles.signin_address.record(&addr);
+}
+
+/// Establishes the session of `user`, remembering their language.
+pub fn start_session(session: &Session, user: &User) -> Result<Option<Lang>, AppError> {
+    sign_in(session, &SessionUser { id: user.id.clone(), email: user.email.clone(), name: user.display_name.clone() })?;
+    Ok(user.language.as_deref().and_then(Lang::parse))
+}
+
+#[post("/signin")]
+async fn signin(req: HttpRequest, state: web::Data<AppState>, session: Session, ctx: Ctx, form: web::Form<SigninForm>) -> Result<HttpResponse, AppError> {
+    let form = form.into_inner();
+    let next = safe_next(form.next.as_deref());
+    let ip = client_ip(&req);
+    let page = |ctx: Ctx, problem: &'static str| SigninPage { ctx, errors: Errors::default(), problem: Some(problem), email: form.email.clone(), next: next.clone() };
+    if let Some(wait) = signin_paused(&state, &form.email, &ip) {
+        let mut res = render(StatusCode::TOO_MANY_REQUESTS, &page(ctx, "signin.paused"))?;
+        res.headers_mut().insert(actix_web::http::header::RETRY_AFTER, wait.into());
+        return Ok(res);
+    }
+    let mut act = actor(&req, None);
+    match check_password(&state, form.email.clone(), form.password.clone()).await? {
+        PasswordCheck::Ok(user) => {
+            state.throttles.signin_account.clear(&throttle_keys(&form.email, &ip).0);
+            act.user_id = Some(user.id.clone());
+            let uid = user.id.clone();
+            with_conn(&state.pool, move |c| Ok(audit::record(c, &act, None, action::SIGNIN_SUCCEEDED, Some(&uid), None)?)).await?;
+            let lang = start_session(&session, &user)?;
+            let mut res = see_other(&next);
+            if let Some(l) = lang {
+                res.add_cookie(&language_cookie(l, state.settings.https())).ok();
+            }
+            Ok(res)
+        }
+        PasswordCheck::Wrong => {
+            signin_failed(&state, &form.email, &ip);
+            let masked = crate::domain::email::mask(&form.email.trim().to_lowercase());
+            with_conn(&state.pool, move |c| Ok(audit::record(c, &act, None, action::SIGNIN_FAILED, None, Some(&masked))?)).await?;
+            render(StatusCode::UNAUTHORIZED, &page(ctx, "signin.failed"))
+        }
+    }
+}
+
+#[post("/signout")]
+async fn signout(session: Session) -> HttpResponse {
+    sign_out(&session);
+    see_other("/signin")
+}
+
+#[derive(Template)]
+#[template(path = "pages/setup.html")]
+struct SetupPage {
+    ctx: Ctx,
+    errors: Errors,
+    token: String,
+    form: SetupForm,
+}
+
+#[derive(Deserialize, Default, Clone)]
+struct SetupForm {
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    slug: String,
+    #[serde(default)]
+    admin_name: String,
+    #[serde(default)]
+    admin_email: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+#[derive(Template)]
+#[template(path = "pages/dead_link.html")]
+pub struct DeadLinkPage {
+    pub ctx: Ctx,
+    pub org_name: Option<String>,
+}
+
+async fn link_is_live(state: &web::Data<AppState>, purpose: &'static str, token: String) -> Result<Option<crate::db::models::OneTimeLink>, AppError> {
+    with_conn(&state.pool, move |c| Ok(orgs::find_link(c, purpose, &token)?)).await
+}
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+/// First run: the page to create the first organization.
+#[get("/setup")]
+async fn setup_page(state: web::Data<AppState>, ctx: Ctx, q: web::Query<TokenQuery>) -> Result<HttpResponse, AppError> {
+    let token = q.token.clone().unwrap_or_default();
+    if link_is_live(&state, link_purpose::SETUP, token.clone()).await?.is_none() {
+        return render(StatusCode::NOT_FOUND, &DeadLinkPage { ctx, org_name: None });
+    }
+    ok(&SetupPage { ctx, errors: Errors::default(), token, form: SetupForm::default() })
+}
+
+#[post("/setup")]
+async fn setup(req: HttpRequest, state: web::Data<AppState>, session: Session, ctx: Ctx, form: web::Form<SetupForm>) -> Result<HttpResponse, AppError> {
+    let form = form.into_inner();
+    if link_is_live(&state, link_purpose::SETUP, form.token.clone()).await?.is_none() {
+        return render(StatusCode::NOT_FOUND, &DeadLinkPage { ctx, org_name: None });
+    }
+    let input = NewOrg { name: form.name.clone(), slug: form.slug.clone(), admin_email: form.admin_email.clone(), admin_name: form.admin_name.clone() };
+    let mut errors = validate_new_org(&input).err().unwrap_or_default();
+    let email = Email::parse(&form.admin_email).map(|e| e.as_str().to_owned()).unwrap_or_default();
+    if let Err(p) = check_new_password(&form.password, &form.confirm, &email) {
+        errors.add(if p == crate::domain::password::PasswordProblem::Mismatch { "confirm" } else { "password" }, p.message_key());
+    }
+    let show = |ctx: Ctx, errors: FieldErrors, form: SetupForm| invalid(&SetupPage { ctx, errors: Errors(errors), token: form.token.clone(), form });
+    if !errors.is_empty() {
+        return show(ctx, errors, form);
+    }
+    let Ok(valid) = validate_new_org(&input) else { return show(ctx, errors, form) };
+    let password = form.password.clone();
+    let hash = web::block(move || hash_password(&password)).await??;
+    let act = actor(&req, None);
+    let token = form.token.clone();
+    let result = with_conn(&state.pool, move |c| {
+        Ok(crate::db::write_tx(c, |c| {
+            if !orgs::consume_link(c, link_purpose::SETUP, &token)? {
+                return Err(ServiceError::NotFound);
+            }
+            let (org, user) = orgs::create_org(c, &valid, Some(&hash), &act)?;
+            if user.password_hash.as_deref() != Some(hash.as_str()) {
+                // The address already had an account with another password: refuse rather than take it over.
+                return Err(ServiceError::field("admin_email", "setup.email_taken"));
+            }
+            Ok((org, user))
+        }))
+    })
+    .await?;
+    match result {
+        Ok((org, user)) => {
+            start_session(&session, &user)?;
+            Ok(see_other(&format!("/o/{}/admin", org.slug)))
+        }
+        Err(ServiceError::Invalid(errors)) => show(ctx, errors, form),
+        Err(ServiceError::NotFound) => render(StatusCode::NOT_FOUND, &DeadLinkPage { ctx, org_name: None }),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "pages/set_password.html")]
+struct SetPasswordPage {
+    ctx: Ctx,
+    errors: Errors,
+    token: String,
+    email: String,
+}
+
+#[derive(Deserialize)]
+struct PasswordForm {
+    password: String,
+    confirm: String,
+}
+
+/// The one-time link printed by `org create` without `--admin-password-stdin`.
+#[get("/password/{token}")]
+async fn password_page(state: web::Data<AppState>, ctx: Ctx, token: web::Path<String>) -> Result<HttpResponse, AppError> {
+    let token = token.into_inner();
+    let Some(link) = link_is_live(&state, link_purpose::SET_PASSWORD, token.clone()).await? else {
+        return render(StatusCode::NOT_FOUND, &DeadLinkPage { ctx, org_name: None });
+    };
+    let uid = link.user_id.unwrap_or_default();
+    let user = with_conn(&state.pool, move |c| Ok(accounts::find_by_id(c, &uid)?)).await?.ok_or(AppError::NotFound)?;
+    ok(&SetPasswordPage { ctx, errors: Errors::default(), token, email: user.email })
+}
+
+#[post("/password/{token}")]
+async fn set_password(state: web::Data<AppState>, session: Session, ctx: Ctx, token: web::Path<String>, form: web::Form<PasswordForm>) -> Result<HttpResponse, AppError> {
+    let token = token.into_inner();
+    let Some(link) = link_is_live(&state, link_purpose::SET_PASSWORD, token.clone()).await? else {
+        return render(StatusCode::NOT_FOUND, &DeadLinkPage { ctx, org_name: None });
+    };
+    let uid = link.user_id.unwrap_or_default();
+    let user = with_conn(&state.pool, move |c| Ok(accounts::find_by_id(c, &uid)?)).await?.ok_or(AppError::NotFound)?;
+    if let Err(p) = check_new_password(&form.password, &form.confirm, &user.email) {
+        let mut errors = FieldErrors::default();
+        errors.add(if p == crate::domain::password::PasswordProblem::Mismatch { "confirm" } else { "password" }, p.message_key());
+        return invalid(&SetPasswordPage { ctx, errors: Errors(errors), token, email: user.email });
+    }
+    let password = form.password.clone();
+    let hash = web::block(move || hash_password(&password)).await??;
+    let uid = user.id.clone();
+    let done = with_conn(&state.pool, move |c| {
+        Ok(crate::db::write_tx(c, |c| {
+            if !orgs::consume_link(c, link_purpose::SET_PASSWORD, &token)? {
+                return Ok(false);
+            }
+            accounts::set_password(c, &uid, &hash)?;
+            Ok::<bool, diesel::result::Error>(true)
+        })?)
+    })
+    .await?;
+    if !done {
+        return render(StatusCode::NOT_FOUND, &DeadLinkPage { ctx, org_name: None });
+    }
+    start_session(&session, &user)?;
+    Ok(see_other("/"))
+}
+
+#[derive(Template)]
+#[template(path = "pages/account.html")]
+struct AccountPage {
+    ctx: Ctx,
+    user: User,
+}
+
+/// `/account`: my profile.
+#[get("/account")]
+async fn account_page(state: web::Data<AppState>, ctx: Ctx, signed_in: SignedIn) -> Result<HttpResponse, AppError> {
+    let uid = signed_in.0.id.clone();
+    let user = with_conn(&state.pool, move |c| Ok(accounts::find_by_id(c, &uid)?)).await?.ok_or(AppError::NotFound)?;
+    let _ = current_user;
+    ok(&AccountPage { ctx, user })
+}

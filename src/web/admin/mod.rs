@@ -1,0 +1,72 @@
+//! The admin console, `/o/{org}/admin`.
+
+mod invite;
+mod settings;
+mod users;
+
+use actix_web::web;
+use diesel::prelude::*;
+
+use crate::db::models::{Membership, Organization};
+use crate::db::schema::memberships;
+use crate::domain::{role, state};
+use crate::error::AppError;
+use crate::services::orgs;
+use crate::startup::AppState;
+use crate::web::with_conn;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    users::routes(cfg);
+    invite::routes(cfg);
+    settings::routes(cfg);
+}
+
+/// The org and the caller's admin membership; 404 for everyone else, so that the console of
+/// an organization one does not administer does not even seem to exist.
+pub async fn require_admin(state: &web::Data<AppState>, slug: &str, user_id: &str) -> Result<(Organization, Membership), AppError> {
+    let (slug, uid) = (slug.to_owned(), user_id.to_owned());
+    with_conn(&state.pool, move |c| {
+        let org = orgs::find_by_slug(c, &slug)?.ok_or(AppError::NotFound)?;
+        let m = orgs::membership_of(c, &org.id, &uid)?
+            .filter(|m| orgs::is_active(m) && m.role == role::ADMIN)
+            .ok_or(AppError::NotFound)?;
+        Ok((org, m))
+    })
+    .await
+}
+
+/// Counts for the console home: members, guests, pending.
+pub fn counts(conn: &mut crate::db::DbConnection, org_id: &str) -> QueryResult<(i64, i64, i64)> {
+    let base = || memberships::table.filter(memberships::org_id.eq(org_id.to_owned())).filter(memberships::removed_at.is_null());
+    let members = base().filter(memberships::user_type.eq("Member")).count().get_result(conn)?;
+    let guests = base().filter(memberships::user_type.eq("Guest")).count().get_result(conn)?;
+    let pending = base().filter(memberships::state.eq(state::PENDING)).count().get_result(conn)?;
+    Ok((members, guests, pending))
+}
+
+/// Catalogue keys for a membership's type, state and role.
+pub fn type_key(user_type: &str) -> &'static str {
+    if user_type == "Member" { "type.Member" } else { "type.Guest" }
+}
+
+/// Catalogue key and CSS class of a membership state.
+pub fn state_key(m: &Membership) -> (&'static str, &'static str) {
+    if m.blocked {
+        ("state.Blocked", "bad")
+    } else if m.state == state::ACCEPTED {
+        ("state.Accepted", "good")
+    } else {
+        ("state.PendingAcceptance", "wait")
+    }
+}
+
+/// Catalogue key of an outbox status.
+pub fn mail_key(status: Option<&str>) -> &'static str {
+    match status {
+        Some("queued") => "mail.queued",
+        Some("sending") => "mail.sending",
+        Some("sent") => "mail.sent",
+        Some("failed") => "mail.failed",
+        _ => "mail.none",
+    }
+}

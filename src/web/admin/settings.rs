@@ -1,0 +1,82 @@
+//! Organization settings.
+
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use askama::Template;
+use serde::Deserialize;
+
+use super::require_admin;
+use crate::auth::SignedIn;
+use crate::db::models::Organization;
+use crate::error::AppError;
+use crate::services::ServiceError;
+use crate::services::orgs::{self, SettingsInput};
+use crate::startup::AppState;
+use crate::web::{Ctx, Errors, actor, invalid, ok, see_other, with_conn};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(settings_page).service(save_settings);
+}
+
+#[derive(Deserialize, Default, Clone)]
+struct SettingsForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    privacy_url: String,
+    #[serde(default)]
+    default_language: String,
+    #[serde(default)]
+    invite_lifetime_days: String,
+    #[serde(default)]
+    redirect_allowlist: String,
+}
+
+#[derive(Template)]
+#[template(path = "pages/admin/settings.html")]
+struct SettingsPage {
+    ctx: Ctx,
+    org: Organization,
+    section: &'static str,
+    form: SettingsForm,
+    errors: Errors,
+    saved: bool,
+}
+
+#[derive(Deserialize)]
+struct SavedQuery {
+    saved: Option<String>,
+}
+
+#[get("/o/{org}/admin/settings")]
+async fn settings_page(state: web::Data<AppState>, ctx: Ctx, user: SignedIn, slug: web::Path<String>, q: web::Query<SavedQuery>) -> Result<HttpResponse, AppError> {
+    let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
+    let form = SettingsForm {
+        name: org.name.clone(),
+        privacy_url: org.privacy_url.clone().unwrap_or_default(),
+        default_language: org.default_language.clone(),
+        invite_lifetime_days: org.invite_lifetime_days.to_string(),
+        redirect_allowlist: org.redirect_allowlist.clone(),
+    };
+    ok(&SettingsPage { ctx, org, section: "settings", form, errors: Errors::default(), saved: q.saved.is_some() })
+}
+
+#[post("/o/{org}/admin/settings")]
+async fn save_settings(req: HttpRequest, state: web::Data<AppState>, ctx: Ctx, user: SignedIn, slug: web::Path<String>, form: web::Form<SettingsForm>) -> Result<HttpResponse, AppError> {
+    let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
+    let form = form.into_inner();
+    let input = SettingsInput {
+        name: form.name.clone(),
+        privacy_url: form.privacy_url.clone(),
+        default_language: form.default_language.clone(),
+        invite_lifetime_days: form.invite_lifetime_days.clone(),
+        redirect_allowlist: form.redirect_allowlist.clone(),
+    };
+    let act = actor(&req, Some(&user.0));
+    let o = org.clone();
+    let result = with_conn(&state.pool, move |c| Ok(orgs::update_settings(c, &o, &input, &act))).await?;
+    match result {
+        Ok(updated) => Ok(see_other(&format!("/o/{}/admin/settings?saved=1", updated.slug))),
+        Err(ServiceError::Invalid(errors)) => invalid(&SettingsPage { ctx, org, section: "settings", form, errors: Errors(errors), saved: false }),
+        Err(e) => Err(e.into()),
+    }
+}

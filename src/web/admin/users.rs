@@ -1,0 +1,288 @@
+//! Users list, guest page and the lifecycle actions on them.
+
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use askama::Template;
+use serde::Deserialize;
+
+use super::{counts, mail_key, require_admin, state_key, type_key};
+use crate::auth::SignedIn;
+use crate::db::models::Organization;
+use crate::domain::{invitation_status, role, state};
+use crate::error::AppError;
+use crate::services::invitations::{self, MailContext};
+use crate::services::users::{self, UserFilter};
+use crate::services::{ServiceError, accounts};
+use crate::startup::AppState;
+use crate::web::{Ctx, actor, ok, see_other, with_conn};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(console_home).service(list).service(detail).service(resend).service(revoke).service(remove);
+}
+
+#[derive(Template)]
+#[template(path = "pages/admin/home.html")]
+struct HomePage {
+    ctx: Ctx,
+    org: Organization,
+    section: &'static str,
+    members: i64,
+    guests: i64,
+    pending: i64,
+}
+
+#[get("/o/{org}/admin")]
+async fn console_home(state: web::Data<AppState>, ctx: Ctx, user: SignedIn, slug: web::Path<String>) -> Result<HttpResponse, AppError> {
+    let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
+    let id = org.id.clone();
+    let (members, guests, pending) = with_conn(&state.pool, move |c| Ok(counts(c, &id)?)).await?;
+    ok(&HomePage { ctx, org, section: "home", members, guests, pending })
+}
+
+struct Row {
+    id: String,
+    name: String,
+    email: String,
+    type_key: &'static str,
+    state_key: &'static str,
+    state_class: &'static str,
+    invited_by: String,
+    invited_on: String,
+    mail_key: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "pages/admin/users.html")]
+struct ListPage {
+    ctx: Ctx,
+    org: Organization,
+    section: &'static str,
+    rows: Vec<Row>,
+    q: String,
+    user_type: String,
+    state: String,
+    base_query: String,
+    next_query: Option<String>,
+    has_prev: bool,
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    q: Option<String>,
+    #[serde(rename = "type")]
+    user_type: Option<String>,
+    state: Option<String>,
+    /// Cursor: `<unix micros>.<membership id>` of the last row of the previous page.
+    after: Option<String>,
+}
+
+fn encode_cursor(at: &time::PrimitiveDateTime, id: &str) -> String {
+    let micros = at.assume_utc().unix_timestamp_nanos() / 1000;
+    format!("{micros}.{id}")
+}
+
+fn decode_cursor(s: &str) -> Option<(time::PrimitiveDateTime, String)> {
+    let (micros, id) = s.split_once('.')?;
+    let nanos = micros.parse::<i128>().ok()? * 1000;
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(nanos).ok()?;
+    Some((time::PrimitiveDateTime::new(t.date(), t.time()), id.to_owned()))
+}
+
+fn query_string(pairs: &[(&str, &str)]) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs.iter().filter(|(_, v)| !v.is_empty()))
+        .finish()
+}
+
+/// The users list: filters, prefix search, keyset pagination (fast at any depth).
+#[get("/o/{org}/admin/users")]
+async fn list(state: web::Data<AppState>, ctx: Ctx, user: SignedIn, slug: web::Path<String>, q: web::Query<ListQuery>) -> Result<HttpResponse, AppError> {
+    let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
+    let user_type = q.user_type.clone().filter(|t| t == "Member" || t == "Guest").unwrap_or_default();
+    let st = q.state.clone().filter(|s| s == state::PENDING || s == state::ACCEPTED).unwrap_or_default();
+    let search: String = q.q.clone().unwrap_or_default().trim().chars().take(200).collect();
+    let filter = UserFilter {
+        user_type: (!user_type.is_empty()).then(|| user_type.clone()),
+        state: (!st.is_empty()).then(|| st.clone()),
+        search: (!search.is_empty()).then(|| search.clone()),
+        after: q.after.as_deref().and_then(decode_cursor),
+    };
+    let has_prev = filter.after.is_some();
+    let org_id = org.id.clone();
+    let page = with_conn(&state.pool, move |c| Ok(users::list(c, &org_id, &filter)?)).await?;
+    let tr = ctx.tr;
+    let rows = page
+        .rows
+        .into_iter()
+        .map(|r| {
+            let (state_key, state_class) = state_key(&r.membership);
+            Row {
+                id: r.membership.id.clone(),
+                name: r.user.display_name,
+                email: r.user.email,
+                type_key: type_key(&r.membership.user_type),
+                state_key,
+                state_class,
+                invited_by: r.inviter_name.unwrap_or_else(|| "—".into()),
+                invited_on: tr.datetime(&r.membership.created_at),
+                mail_key: mail_key(r.email_status.as_deref()),
+            }
+        })
+        .collect();
+    let base_query = query_string(&[("q", &search), ("type", &user_type), ("state", &st)]);
+    let next_query = page.next.map(|(at, id)| {
+        let cursor = encode_cursor(&at, &id);
+        query_string(&[("q", &search), ("type", &user_type), ("state", &st), ("after", &cursor)])
+    });
+    ok(&ListPage { ctx, org, section: "users", rows, q: search, user_type, state: st, base_query, next_query, has_prev })
+}
+
+struct InvitationView {
+    id: String,
+    status_key: &'static str,
+    pending: bool,
+    expires: String,
+    redirect: String,
+    mail_key: &'static str,
+    mail_attempts: i64,
+    mail_error: Option<String>,
+    disclosed: bool,
+}
+
+#[derive(Template)]
+#[template(path = "pages/admin/user.html")]
+struct DetailPage {
+    ctx: Ctx,
+    org: Organization,
+    section: &'static str,
+    membership_id: String,
+    user: crate::db::models::User,
+    type_key: &'static str,
+    state_key: &'static str,
+    state_class: &'static str,
+    role_key: &'static str,
+    invited_by: String,
+    invited_on: String,
+    redeemed_on: String,
+    invitation: Option<InvitationView>,
+    can_remove: bool,
+    notice: Option<&'static str>,
+}
+
+#[derive(Deserialize)]
+struct NoticeQuery {
+    done: Option<String>,
+}
+
+fn notice_key(done: Option<&str>) -> Option<&'static str> {
+    match done? {
+        "sent" => Some("notice.invitation_sent"),
+        "resent" => Some("notice.invitation_resent"),
+        "revoked" => Some("notice.invitation_revoked"),
+        "existing" => Some("notice.invitation_existing"),
+        _ => None,
+    }
+}
+
+/// The guest page: profile, state, invitation and delivery, actions.
+#[get("/o/{org}/admin/users/{id}")]
+async fn detail(state: web::Data<AppState>, ctx: Ctx, user: SignedIn, path: web::Path<(String, String)>, q: web::Query<NoticeQuery>) -> Result<HttpResponse, AppError> {
+    let (slug, id) = path.into_inner();
+    let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
+    let org_id = org.id.clone();
+    let d = with_conn(&state.pool, move |c| Ok(users::detail(c, &org_id, &id)?)).await?.ok_or(AppError::NotFound)?;
+    let tr = ctx.tr;
+    let (state_key, state_class) = state_key(&d.membership);
+    let invitation = d.invitation.map(|inv| InvitationView {
+        status_key: match inv.status.as_str() {
+            invitation_status::PENDING if inv.expires_at <= crate::db::now() => "invitation.expired",
+            invitation_status::PENDING => "invitation.pending",
+            invitation_status::ACCEPTED => "invitation.accepted",
+            invitation_status::REVOKED => "invitation.revoked",
+            _ => "invitation.expired",
+        },
+        pending: inv.status == invitation_status::PENDING,
+        expires: tr.datetime(&inv.expires_at),
+        redirect: inv.redirect_url.clone().unwrap_or_else(|| format!("/o/{}/apps", org.slug)),
+        mail_key: mail_key(d.delivery.as_ref().map(|m| m.status.as_str())),
+        mail_attempts: d.delivery.as_ref().map(|m| m.attempts).unwrap_or(0),
+        mail_error: d.delivery.as_ref().and_then(|m| m.last_error.clone()),
+        disclosed: inv.disclosed,
+        id: inv.id,
+    });
+    ok(&DetailPage {
+        org,
+        section: "users",
+        membership_id: d.membership.id.clone(),
+        type_key: type_key(&d.membership.user_type),
+        state_key,
+        state_class,
+        role_key: match d.membership.role.as_str() {
+            role::ADMIN => "role.admin",
+            role::GUEST_INVITER => "role.guest_inviter",
+            _ => "role.none",
+        },
+        invited_by: d.inviter.map(|u| u.display_name).unwrap_or_else(|| "—".into()),
+        invited_on: tr.datetime(&d.membership.created_at),
+        redeemed_on: tr.opt_datetime(&d.membership.accepted_at),
+        invitation,
+        can_remove: d.membership.user_id != user.0.id,
+        notice: notice_key(q.done.as_deref()),
+        user: d.user,
+        ctx,
+    })
+}
+
+async fn membership_of_invitation(state: &web::Data<AppState>, org_id: &str, invitation_id: &str) -> Result<String, AppError> {
+    let (o, i) = (org_id.to_owned(), invitation_id.to_owned());
+    with_conn(&state.pool, move |c| Ok(invitations::find_in_org(c, &o, &i)?.map(|inv| inv.membership_id).ok_or(AppError::NotFound)?)).await
+}
+
+/// Resend: new token, clock restarted, old link dead.
+#[post("/o/{org}/admin/invitations/{id}/resend")]
+async fn resend(req: HttpRequest, state: web::Data<AppState>, user: SignedIn, path: web::Path<(String, String)>) -> Result<HttpResponse, AppError> {
+    let (slug, id) = path.into_inner();
+    let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
+    let membership_id = membership_of_invitation(&state, &org.id, &id).await?;
+    let act = actor(&req, Some(&user.0));
+    let (uid, public_url) = (user.0.id.clone(), state.settings.public_url.clone());
+    let o = org.clone();
+    let result = with_conn(&state.pool, move |c| {
+        let inviter = accounts::find_by_id(c, &uid)?.ok_or(AppError::NotFound)?;
+        Ok(invitations::resend(c, &o, &id, &MailContext { public_url: &public_url, inviter: &inviter }, &act))
+    })
+    .await?;
+    match result {
+        Ok(_) => {
+            state.wake_mail();
+            Ok(see_other(&format!("/o/{}/admin/users/{membership_id}?done=resent", org.slug)))
+        }
+        Err(ServiceError::WrongState) => Err(AppError::BadRequest("invitation is not pending".into())),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Revoke a pending invitation.
+#[post("/o/{org}/admin/invitations/{id}/revoke")]
+async fn revoke(req: HttpRequest, state: web::Data<AppState>, user: SignedIn, path: web::Path<(String, String)>) -> Result<HttpResponse, AppError> {
+    let (slug, id) = path.into_inner();
+    let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
+    let act = actor(&req, Some(&user.0));
+    let o = org.clone();
+    let result = with_conn(&state.pool, move |c| Ok(invitations::revoke(c, &o, &id, &act))).await?;
+    match result {
+        Ok(()) => Ok(see_other(&format!("/o/{}/admin/users", org.slug))),
+        Err(ServiceError::WrongState) => Err(AppError::BadRequest("invitation is not pending".into())),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Remove from the organization (soft delete; sessions end at once).
+#[post("/o/{org}/admin/users/{id}/remove")]
+async fn remove(req: HttpRequest, state: web::Data<AppState>, user: SignedIn, path: web::Path<(String, String)>) -> Result<HttpResponse, AppError> {
+    let (slug, id) = path.into_inner();
+    let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
+    let act = actor(&req, Some(&user.0));
+    let o = org.clone();
+    with_conn(&state.pool, move |c| Ok(users::remove(c, &o, &id, &act)?)).await?;
+    Ok(see_other(&format!("/o/{}/admin/users", org.slug)))
+}

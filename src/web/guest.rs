@@ -1,0 +1,366 @@
+//! The redemption flow, from the emailed link to the consent page (design §2).
+//!
+//! GET and HEAD never change anything (mail scanners open every link); only the final POST of
+//! consent consumes the token.
+
+use actix_session::Session;
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use askama::Template;
+use serde::Deserialize;
+
+use crate::auth::guard::{current_user, sign_out};
+use crate::auth::password::hash_password;
+use crate::db::models::{Invitation, Organization, User};
+use crate::domain::has_control_chars;
+use crate::domain::password::{PasswordProblem, check_new_password};
+use crate::domain::redirect::check_redirect;
+use crate::error::AppError;
+use crate::services::redeem::{self, CodeCheck, LinkState};
+use crate::services::{FieldErrors, ServiceError, accounts};
+use crate::startup::AppState;
+use crate::web::account::{PasswordCheck, check_password, signin_failed, signin_paused, start_session};
+use crate::web::pages::language_cookie;
+use crate::web::{Ctx, Errors, actor, client_ip, ok, render, see_other, with_conn};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(landing)
+        .service(register)
+        .service(signin)
+        .service(switch_account)
+        .service(send_code)
+        .service(enter_code)
+        .service(consent_page)
+        .service(accept)
+        .service(cancel);
+}
+
+const CODE_OK: &str = "code_ok";
+const CODE_SENT: &str = "code_sent";
+
+#[derive(Template)]
+#[template(path = "pages/redeem.html")]
+struct RedeemPage {
+    ctx: Ctx,
+    token: String,
+    org_name: String,
+    inviter_name: String,
+    message: Option<String>,
+    invited_email: String,
+    expires: String,
+    step: &'static str,
+    signed_in_as: String,
+    code_sent: bool,
+    display_name: String,
+    errors: Errors,
+    problem: Option<&'static str>,
+}
+
+use crate::web::account::DeadLinkPage;
+
+/// A usable invitation, as loaded for one request.
+struct Live {
+    invitation: Invitation,
+    org: Organization,
+    inviter: Option<User>,
+    guest: User,
+}
+
+/// Loads the link; a dead or unknown one becomes the friendly page (404 unknown, 410 dead).
+async fn load(state: &web::Data<AppState>, ctx: &Ctx, token: &str) -> Result<Result<Live, HttpResponse>, AppError> {
+    let t = token.to_owned();
+    let found = with_conn(&state.pool, move |c| Ok(redeem::inspect(c, &t)?)).await?;
+    Ok(match found {
+        LinkState::Valid { invitation, org, inviter, guest } => Ok(Live { invitation, org, inviter, guest }),
+        LinkState::Dead { org_name } => Err(render(StatusCode::GONE, &DeadLinkPage { ctx: ctx.clone(), org_name: Some(org_name) })?),
+        LinkState::Unknown => Err(render(StatusCode::NOT_FOUND, &DeadLinkPage { ctx: ctx.clone(), org_name: None })?),
+    })
+}
+
+macro_rules! live_or_return {
+    ($state:expr, $ctx:expr, $token:expr) => {
+        match load($state, &$ctx, $token).await? {
+            Ok(live) => live,
+            Err(page) => return Ok(page),
+        }
+    };
+}
+
+fn page(ctx: Ctx, token: &str, live: &Live, session: &Session) -> RedeemPage {
+    let inv = &live.invitation;
+    let code_sent = session.get::<String>(CODE_SENT).ok().flatten().as_deref() == Some(inv.id.as_str());
+    let code_ok = session.get::<String>(CODE_OK).ok().flatten().as_deref() == Some(inv.id.as_str());
+    let (step, signed_in_as) = match &ctx.user {
+        Some(u) if u.email == inv.email => ("continue", String::new()),
+        Some(u) => ("wrong_account", u.email.clone()),
+        None if live.guest.password_hash.is_some() => ("signin", String::new()),
+        None if inv.disclosed && !code_ok => ("code", String::new()),
+        None => ("register", String::new()),
+    };
+    RedeemPage {
+        token: token.to_owned(),
+        org_name: live.org.name.clone(),
+        inviter_name: live.inviter.as_ref().map(|u| u.display_name.clone()).unwrap_or_else(|| live.org.name.clone()),
+        message: inv.message.clone(),
+        invited_email: inv.email.clone(),
+        expires: ctx.tr.datetime(&inv.expires_at),
+        step,
+        signed_in_as,
+        code_sent,
+        display_name: inv.display_name.clone(),
+        errors: Errors::default(),
+        problem: None,
+        ctx,
+    }
+}
+
+/// The guest's landing page: who invites, to what, and the next step.
+#[get("/redeem/{token}")]
+async fn landing(state: web::Data<AppState>, ctx: Ctx, session: Session, token: web::Path<String>) -> Result<HttpResponse, AppError> {
+    let live = live_or_return!(&state, ctx, &token);
+    ok(&page(ctx, &token, &live, &session))
+}
+
+#[derive(Deserialize)]
+struct RegisterForm {
+    #[serde(default)]
+    display_name: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+/// A first-time guest creates an account on the spot.
+#[post("/redeem/{token}/register")]
+async fn register(req: HttpRequest, state: web::Data<AppState>, ctx: Ctx, session: Session, token: web::Path<String>, form: web::Form<RegisterForm>) -> Result<HttpResponse, AppError> {
+    let live = live_or_return!(&state, ctx, &token);
+    let mut p = page(ctx.clone(), &token, &live, &session);
+    if p.step != "register" {
+        // Wrong step for this visitor (already has an account, signed in, or code needed).
+        return Ok(see_other(&format!("/redeem/{token}")));
+    }
+    let mut errors = FieldErrors::default();
+    let name = form.display_name.trim().to_owned();
+    if name.is_empty() || name.chars().count() > 200 || has_control_chars(&name) {
+        errors.add("display_name", "name.invalid");
+    }
+    if let Err(problem) = check_new_password(&form.password, &form.confirm, &live.invitation.email) {
+        errors.add(if problem == PasswordProblem::Mismatch { "confirm" } else { "password" }, problem.message_key());
+    }
+    if !errors.is_empty() {
+        p.display_name = form.display_name.clone();
+        p.errors = Errors(errors);
+        return render(StatusCode::UNPROCESSABLE_ENTITY, &p);
+    }
+    let password = form.password.clone();
+    let hash = web::block(move || hash_password(&password)).await??;
+    let act = actor(&req, None);
+    let lang = ctx.lang;
+    let (inv, guest) = (live.invitation.clone(), live.guest.clone());
+    let result = with_conn(&state.pool, move |c| Ok(redeem::register(c, &inv, &guest, &name, &hash, lang, &act))).await?;
+    match result {
+        Ok(user) => {
+            start_session(&session, &user)?;
+            let mut res = see_other(&format!("/redeem/{token}/consent"));
+            res.add_cookie(&language_cookie(lang, state.settings.https())).ok();
+            Ok(res)
+        }
+        Err(ServiceError::WrongState) => Ok(see_other(&format!("/redeem/{token}"))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+struct SigninForm {
+    #[serde(default)]
+    password: String,
+}
+
+/// Someone with an account signs in; the address is the invited one, so it always matches.
+#[post("/redeem/{token}/signin")]
+async fn signin(req: HttpRequest, state: web::Data<AppState>, ctx: Ctx, session: Session, token: web::Path<String>, form: web::Form<SigninForm>) -> Result<HttpResponse, AppError> {
+    let live = live_or_return!(&state, ctx, &token);
+    let mut p = page(ctx.clone(), &token, &live, &session);
+    if p.step != "signin" {
+        return Ok(see_other(&format!("/redeem/{token}")));
+    }
+    let email = live.invitation.email.clone();
+    let ip = client_ip(&req);
+    if let Some(wait) = signin_paused(&state, &email, &ip) {
+        p.problem = Some("signin.paused");
+        let mut res = render(StatusCode::TOO_MANY_REQUESTS, &p)?;
+        res.headers_mut().insert(actix_web::http::header::RETRY_AFTER, wait.into());
+        return Ok(res);
+    }
+    match check_password(&state, email.clone(), form.password.clone()).await? {
+        PasswordCheck::Ok(user) => {
+            let mut act = actor(&req, None);
+            act.user_id = Some(user.id.clone());
+            let uid = user.id.clone();
+            with_conn(&state.pool, move |c| {
+                Ok(crate::services::audit::record(c, &act, None, crate::services::audit::action::SIGNIN_SUCCEEDED, Some(&uid), None)?)
+            })
+            .await?;
+            start_session(&session, &user)?;
+            Ok(see_other(&format!("/redeem/{token}/consent")))
+        }
+        PasswordCheck::Wrong => {
+            signin_failed(&state, &email, &ip);
+            p.problem = Some("redeem.signin_failed");
+            render(StatusCode::UNAUTHORIZED, &p)
+        }
+    }
+}
+
+/// "Sign out and continue": the person signed in as someone else starts over as the guest.
+#[post("/redeem/{token}/switch")]
+async fn switch_account(session: Session, token: web::Path<String>) -> HttpResponse {
+    sign_out(&session);
+    see_other(&format!("/redeem/{token}"))
+}
+
+/// Emails a one-time code to the invited address (links that were shown to someone).
+#[post("/redeem/{token}/code/send")]
+async fn send_code(state: web::Data<AppState>, ctx: Ctx, session: Session, token: web::Path<String>) -> Result<HttpResponse, AppError> {
+    let live = live_or_return!(&state, ctx, &token);
+    let mut p = page(ctx.clone(), &token, &live, &session);
+    if p.step != "code" {
+        return Ok(see_other(&format!("/redeem/{token}")));
+    }
+    let key = format!("code:{}", live.invitation.id);
+    if state.settings.throttle_enabled {
+        if let Some(wait) = state.throttles.code_sends.check(&key) {
+            p.problem = Some("redeem.code_too_many");
+            let mut res = render(StatusCode::TOO_MANY_REQUESTS, &p)?;
+            res.headers_mut().insert(actix_web::http::header::RETRY_AFTER, wait.into());
+            return Ok(res);
+        }
+    }
+    state.throttles.code_sends.record(&key);
+    let (inv, org, lang, url) = (live.invitation.clone(), live.org.clone(), ctx.lang, state.settings.public_url.clone());
+    with_conn(&state.pool, move |c| Ok(redeem::send_code(c, &inv, &org, &url, lang)?)).await?;
+    state.wake_mail();
+    session.insert(CODE_SENT, &live.invitation.id).map_err(|e| AppError::Internal(anyhow::anyhow!("session: {e}")))?;
+    Ok(see_other(&format!("/redeem/{token}")))
+}
+
+#[derive(Deserialize)]
+struct CodeForm {
+    #[serde(default)]
+    code: String,
+}
+
+/// Checks the code; five wrong guesses, or ten minutes, and a new one is needed.
+#[post("/redeem/{token}/code")]
+async fn enter_code(state: web::Data<AppState>, ctx: Ctx, session: Session, token: web::Path<String>, form: web::Form<CodeForm>) -> Result<HttpResponse, AppError> {
+    let live = live_or_return!(&state, ctx, &token);
+    let mut p = page(ctx.clone(), &token, &live, &session);
+    if p.step != "code" {
+        return Ok(see_other(&format!("/redeem/{token}")));
+    }
+    let (id, code) = (live.invitation.id.clone(), form.code.clone());
+    let outcome = with_conn(&state.pool, move |c| Ok(redeem::check_code(c, &id, &code)?)).await?;
+    match outcome {
+        CodeCheck::Correct => {
+            session.insert(CODE_OK, &live.invitation.id).map_err(|e| AppError::Internal(anyhow::anyhow!("session: {e}")))?;
+            Ok(see_other(&format!("/redeem/{token}")))
+        }
+        CodeCheck::Wrong => {
+            let mut errors = FieldErrors::default();
+            errors.add("code", "redeem.code_wrong");
+            p.errors = Errors(errors);
+            render(StatusCode::UNPROCESSABLE_ENTITY, &p)
+        }
+        CodeCheck::NeedNewCode => {
+            let _ = session.remove(CODE_SENT);
+            p.code_sent = false;
+            p.problem = Some("redeem.code_expired");
+            render(StatusCode::UNPROCESSABLE_ENTITY, &p)
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "pages/consent.html")]
+struct ConsentPage {
+    ctx: Ctx,
+    token: String,
+    org_name: String,
+    privacy_url: Option<String>,
+    user_name: String,
+    user_email: String,
+}
+
+/// The signed-in invitee, or the landing page for anyone else.
+fn invitee<'a>(ctx: &'a Ctx, live: &Live) -> Option<&'a crate::auth::SessionUser> {
+    ctx.user.as_ref().filter(|u| u.email == live.invitation.email)
+}
+
+/// "Review permissions": what the organization will see.
+#[get("/redeem/{token}/consent")]
+async fn consent_page(state: web::Data<AppState>, ctx: Ctx, token: web::Path<String>) -> Result<HttpResponse, AppError> {
+    let live = live_or_return!(&state, ctx, &token);
+    let Some(user) = invitee(&ctx, &live).cloned() else {
+        return Ok(see_other(&format!("/redeem/{token}")));
+    };
+    ok(&ConsentPage {
+        ctx,
+        token: token.into_inner(),
+        org_name: live.org.name.clone(),
+        privacy_url: live.org.privacy_url.clone(),
+        user_name: user.name,
+        user_email: user.email,
+    })
+}
+
+/// Accept: consumes the token, activates the membership, renews the session, redirects.
+#[post("/redeem/{token}/accept")]
+async fn accept(req: HttpRequest, state: web::Data<AppState>, ctx: Ctx, session: Session, token: web::Path<String>) -> Result<HttpResponse, AppError> {
+    let live = live_or_return!(&state, ctx, &token);
+    let Some(signed) = invitee(&ctx, &live).cloned() else {
+        return Ok(see_other(&format!("/redeem/{token}")));
+    };
+    let act = actor(&req, Some(&signed));
+    let t = token.clone();
+    let result = with_conn(&state.pool, move |c| {
+        let user = accounts::find_by_id(c, &signed.id)?.ok_or(AppError::NotFound)?;
+        Ok(redeem::accept(c, &t, &user, &act))
+    })
+    .await?;
+    match result {
+        Ok(accepted) => {
+            // A new session id at the moment rights are granted.
+            session.renew();
+            let _ = session.remove(CODE_OK);
+            let _ = session.remove(CODE_SENT);
+            let fallback = format!("/o/{}/apps", accepted.org.slug);
+            let target = accepted
+                .redirect_url
+                .as_deref()
+                .and_then(|u| check_redirect(u, &state.settings.public_url, &accepted.org.allowed_origins()).ok())
+                .unwrap_or(fallback);
+            Ok(see_other(&target))
+        }
+        Err(ServiceError::WrongState) => render(StatusCode::GONE, &DeadLinkPage { ctx, org_name: Some(live.org.name.clone()) }),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "pages/consent_cancelled.html")]
+struct CancelledPage {
+    ctx: Ctx,
+    token: String,
+    org_name: String,
+    expires: String,
+}
+
+/// Cancel: nothing changes; the link keeps working until it expires.
+#[post("/redeem/{token}/cancel")]
+async fn cancel(state: web::Data<AppState>, ctx: Ctx, token: web::Path<String>) -> Result<HttpResponse, AppError> {
+    let live = live_or_return!(&state, ctx, &token);
+    let expires = ctx.tr.datetime(&live.invitation.expires_at);
+    let _ = current_user;
+    ok(&CancelledPage { ctx, token: token.into_inner(), org_name: live.org.name.clone(), expires })
+}
