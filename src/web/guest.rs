@@ -5,7 +5,7 @@
 
 use actix_session::Session;
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use actix_web::{HttpRequest, HttpResponse, get, post, route, web};
 use askama::Template;
 use serde::Deserialize;
 
@@ -115,7 +115,7 @@ fn page(ctx: Ctx, token: &str, live: &Live, session: &Session) -> RedeemPage {
 }
 
 /// The guest's landing page: who invites, to what, and the next step.
-#[get("/redeem/{token}")]
+#[route("/redeem/{token}", method = "GET", method = "HEAD")]
 async fn landing(state: web::Data<AppState>, ctx: Ctx, session: Session, token: web::Path<String>) -> Result<HttpResponse, AppError> {
     let live = live_or_return!(&state, ctx, &token);
     ok(&page(ctx, &token, &live, &session))

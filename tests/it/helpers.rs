@@ -1,0 +1,278 @@
+//! The application under test: started for real on port 0 with its own database (a fresh
+//! SQLite file, or a fresh PostgreSQL database), a real SMTP listener, and browsers that keep
+//! cookies.
+
+use std::net::TcpListener;
+use std::sync::Mutex;
+
+use diesel::prelude::*;
+use reqwest::redirect::Policy;
+use reqwest::{Response, StatusCode};
+use vestibule::config::Settings;
+use vestibule::db::{DbConnection, Pool};
+use vestibule::services::{Actor, orgs};
+use vestibule::startup::Application;
+
+use crate::smtp::SmtpSink;
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// The PostgreSQL server for tests, when configured.
+pub fn postgres_url() -> Option<String> {
+    std::env::var("VESTIBULE_TEST_POSTGRES_URL").ok().filter(|s| !s.is_empty())
+}
+
+/// A PostgreSQL database made for one test and dropped after it.
+struct PgDatabase {
+    admin_url: String,
+    name: String,
+}
+
+impl PgDatabase {
+    fn create(admin_url: &str) -> (PgDatabase, String) {
+        let name = format!("vt_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = diesel::PgConnection::establish(admin_url).expect("connect to VESTIBULE_TEST_POSTGRES_URL");
+        diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut conn).expect("create test database");
+        let mut url = url::Url::parse(admin_url).expect("postgres url");
+        url.set_path(&name);
+        (PgDatabase { admin_url: admin_url.to_owned(), name }, url.to_string())
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        if let Ok(mut conn) = diesel::PgConnection::establish(&self.admin_url) {
+            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).execute(&mut conn);
+        }
+    }
+}
+
+/// A running Vestibule.
+pub struct TestApp {
+    pub base: String,
+    pub pool: Pool,
+    pub smtp: SmtpSink,
+    pub db: Db,
+    pub setup_link: Option<String>,
+    pub data_dir: std::path::PathBuf,
+    _pg: Option<PgDatabase>,
+    _dir: tempfile::TempDir,
+}
+
+/// Options for starting the app.
+#[derive(Default)]
+pub struct Options {
+    /// Start without an SMTP listener on the configured port (mail cannot be delivered yet).
+    pub smtp_down: bool,
+}
+
+impl TestApp {
+    /// Starts the app on `db`, or returns None when that database is not configured.
+    pub async fn start(db: Db) -> Option<TestApp> {
+        Self::start_with(db, Options::default()).await
+    }
+
+    /// Starts the app with options.
+    pub async fn start_with(db: Db, opts: Options) -> Option<TestApp> {
+        let dir = tempfile::tempdir().unwrap();
+        let (pg, database_url) = match db {
+            Db::Sqlite => (None, format!("sqlite://{}", dir.path().join("test.db").display())),
+            Db::Postgres => {
+                let admin = postgres_url()?;
+                let (pg, url) = PgDatabase::create(&admin);
+                (Some(pg), url)
+            }
+        };
+        let smtp_port = if opts.smtp_down {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        } else {
+            0
+        };
+        let smtp = if opts.smtp_down { None } else { Some(SmtpSink::start(0).await) };
+        let smtp_port = smtp.as_ref().map(|s| s.port).unwrap_or(smtp_port);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let base = format!("http://127.0.0.1:{port}");
+        let values = [
+            ("database_url", database_url),
+            ("public_url", base.clone()),
+            ("data_dir", dir.path().join("data").display().to_string()),
+            ("smtp_url", format!("smtp://127.0.0.1:{smtp_port}")),
+            ("mail_from", "Vestibule <no-reply@vestibule.test>".to_string()),
+            ("log", "warn".to_string()),
+        ];
+        let mut settings = Settings::from_values(&values.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()).unwrap();
+        settings.workers = 2;
+        settings.mail_poll_ms = 100;
+        let data_dir = settings.data_dir.clone();
+        let app = Application::build_with_listener(settings, listener).expect("build app");
+        let pool = app.pool.clone();
+        let setup_link = app.setup_link.clone();
+        tokio::spawn(app.run_until_stopped());
+        // The sink for a "down" server is started later by the test, on the same port.
+        let smtp = match smtp {
+            Some(s) => s,
+            None => SmtpSink::placeholder(smtp_port),
+        };
+        Some(TestApp { base, pool, smtp, db, setup_link, data_dir, _pg: pg, _dir: dir })
+    }
+
+    /// A fresh browser with its own cookie jar.
+    pub fn browser(&self) -> Browser {
+        Browser::new(&self.base)
+    }
+
+    /// A database connection for assertions.
+    pub fn conn(&self) -> r2d2::PooledConnection<vestibule::db::DbManager> {
+        self.pool.get().unwrap()
+    }
+
+    /// Creates an organization with an admin who has `password`; returns the admin's email.
+    pub fn create_org(&self, name: &str, slug: &str, admin_email: &str) -> String {
+        let valid = orgs::validate_new_org(&orgs::NewOrg {
+            name: name.into(),
+            slug: slug.into(),
+            admin_email: admin_email.into(),
+            admin_name: format!("{name} Admin"),
+        })
+        .unwrap_or_else(|_| panic!("valid org"));
+        let hash = vestibule::auth::password::hash_password(PASSWORD).unwrap();
+        let mut conn = self.conn();
+        orgs::create_org(&mut conn, &valid, Some(&hash), &Actor::default()).unwrap();
+        admin_email.to_owned()
+    }
+
+    /// A browser signed in as the admin of a new org `acme`.
+    pub async fn admin(&self) -> Browser {
+        self.create_org("Acme Corp", "acme", "admin@acme.test");
+        let b = self.browser();
+        b.sign_in("admin@acme.test", PASSWORD).await;
+        b
+    }
+
+    /// Runs a closure with a connection.
+    pub fn with_conn<T>(&self, f: impl FnOnce(&mut DbConnection) -> T) -> T {
+        let mut conn = self.conn();
+        f(&mut conn)
+    }
+}
+
+impl SmtpSink {
+    /// Stands for a listener not started yet on `port`.
+    pub fn placeholder(port: u16) -> SmtpSink {
+        // A sink whose accept loop has already ended: nothing listens on the port.
+        SmtpSink::dead(port)
+    }
+}
+
+/// The password every test account uses.
+pub const PASSWORD: &str = "plum tractor velvet harbor";
+
+/// A person's browser: keeps cookies, does not follow redirects, fills CSRF tokens in.
+pub struct Browser {
+    pub client: reqwest::Client,
+    pub base: String,
+    csrf: Mutex<Option<String>>,
+}
+
+impl Browser {
+    pub fn new(base: &str) -> Browser {
+        let client = reqwest::Client::builder().cookie_store(true).redirect(Policy::none()).build().unwrap();
+        Browser { client, base: base.to_owned(), csrf: Mutex::new(None) }
+    }
+
+    fn url(&self, path: &str) -> String {
+        if path.starts_with("http") { path.to_owned() } else { format!("{}{path}", self.base) }
+    }
+
+    /// GET a path (or a full URL).
+    pub async fn get(&self, path: &str) -> Response {
+        let res = self.client.get(self.url(path)).send().await.unwrap();
+        res
+    }
+
+    /// GET and return status and body text.
+    pub async fn get_text(&self, path: &str) -> (StatusCode, String) {
+        let res = self.get(path).await;
+        let status = res.status();
+        (status, res.text().await.unwrap())
+    }
+
+    /// The CSRF token for this browser (read once from a page).
+    pub async fn csrf(&self) -> String {
+        if let Some(t) = self.csrf.lock().unwrap().clone() {
+            return t;
+        }
+        let (_, body) = self.get_text("/signin").await;
+        let token = extract_csrf(&body).expect("csrf token on the sign-in page");
+        *self.csrf.lock().unwrap() = Some(token.clone());
+        token
+    }
+
+    /// POST a form with the CSRF token added.
+    pub async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Response {
+        let token = self.csrf().await;
+        let mut form: Vec<(&str, &str)> = fields.to_vec();
+        form.push(("csrf_token", &token));
+        self.post_raw(path, &form).await
+    }
+
+    /// POST a form exactly as given (no CSRF token added).
+    pub async fn post_raw(&self, path: &str, fields: &[(&str, &str)]) -> Response {
+        self.client.post(self.url(path)).form(fields).send().await.unwrap()
+    }
+
+    /// Signs in and asserts success.
+    pub async fn sign_in(&self, email: &str, password: &str) {
+        let res = self.post("/signin", &[("email", email), ("password", password), ("next", "/")]).await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "sign-in of {email} failed");
+    }
+}
+
+/// The value of the first `csrf_token` hidden field of a page.
+pub fn extract_csrf(html: &str) -> Option<String> {
+    let i = html.find("name=\"csrf_token\" value=\"")?;
+    let rest = &html[i + "name=\"csrf_token\" value=\"".len()..];
+    Some(rest[..rest.find('"')?].to_owned())
+}
+
+/// The `Location` header of a redirect.
+pub fn location(res: &Response) -> String {
+    res.headers().get("location").expect("a Location header").to_str().unwrap().to_owned()
+}
+
+/// Path of a redeem link.
+pub fn path_of(link: &str) -> String {
+    let u = url::Url::parse(link).unwrap();
+    u.path().to_owned()
+}
+
+/// Generates one `#[tokio::test]` per database for each async test function taking a `TestApp`.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    let app = $crate::helpers::TestApp::start($crate::helpers::Db::Sqlite).await.unwrap();
+                    super::$name(app).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    match $crate::helpers::TestApp::start($crate::helpers::Db::Postgres).await {
+                        Some(app) => super::$name(app).await,
+                        None => eprintln!("VESTIBULE_TEST_POSTGRES_URL not set: PostgreSQL run skipped"),
+                    }
+                }
+            }
+        )*
+    };
+}

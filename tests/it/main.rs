@@ -1,0 +1,10 @@
+//! Integration tests: the real application over HTTP, a real database, a real SMTP listener.
+
+mod helpers;
+mod smtp;
+
+mod admin;
+mod mail;
+mod redeem;
+mod security;
+mod setup;
