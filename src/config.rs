@@ -102,7 +102,10 @@ impl Settings {
             Some(s) => {
                 let u = Url::parse(&s).map_err(|_| bad("VESTIBULE_SMTP_URL", "not a URL"))?;
                 if !matches!(u.scheme(), "smtp" | "smtps") || u.host_str().is_none() {
-                    return Err(bad("VESTIBULE_SMTP_URL", "must be smtp://host[:port] or smtps://user:pass@host[:port]"));
+                    return Err(bad(
+                        "VESTIBULE_SMTP_URL",
+                        "must be smtp://host[:port] or smtps://user:pass@host[:port]",
+                    ));
                 }
                 Some(u)
             }

@@ -121,7 +121,8 @@ impl ResponseError for AppError {
 
     fn error_response(&self) -> HttpResponse {
         if let AppError::SignInRequired(next) = self {
-            let target = format!("/signin?next={}", url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>());
+            let target =
+                format!("/signin?next={}", url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>());
             return HttpResponse::SeeOther().insert_header(("Location", target)).finish();
         }
         let mut res = HttpResponse::build(self.status_code());

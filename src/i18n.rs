@@ -51,13 +51,12 @@ impl Lang {
         for part in header.split(',') {
             let mut pieces = part.split(';');
             let tag = pieces.next().unwrap_or("").trim();
-            let q = pieces
-                .find_map(|p| p.trim().strip_prefix("q=").and_then(|v| v.parse::<f32>().ok()))
-                .unwrap_or(1.0);
-            if let Some(lang) = Lang::parse(tag) {
-                if q > 0.0 && best.is_none_or(|(bq, _)| q > bq) {
-                    best = Some((q, lang));
-                }
+            let q = pieces.find_map(|p| p.trim().strip_prefix("q=").and_then(|v| v.parse::<f32>().ok())).unwrap_or(1.0);
+            if let Some(lang) = Lang::parse(tag)
+                && q > 0.0
+                && best.is_none_or(|(bq, _)| q > bq)
+            {
+                best = Some((q, lang));
             }
         }
         best.map(|(_, l)| l)
@@ -113,8 +112,34 @@ impl Tr {
 
     /// A UTC timestamp as people read it in this language.
     pub fn datetime(&self, t: &time::PrimitiveDateTime) -> String {
-        let month_en = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"];
-        let month_fr = ["janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre", "octobre", "novembre", "décembre"];
+        let month_en = [
+            "January",
+            "February",
+            "March",
+            "April",
+            "May",
+            "June",
+            "July",
+            "August",
+            "September",
+            "October",
+            "November",
+            "December",
+        ];
+        let month_fr = [
+            "janvier",
+            "février",
+            "mars",
+            "avril",
+            "mai",
+            "juin",
+            "juillet",
+            "août",
+            "septembre",
+            "octobre",
+            "novembre",
+            "décembre",
+        ];
         let m = t.month() as usize - 1;
         match self.lang {
             Lang::En => format!("{} {} {}, {:02}:{:02} UTC", month_en[m], t.day(), t.year(), t.hour(), t.minute()),
@@ -162,7 +187,10 @@ mod tests {
             // Macro calls pass keys as plain string arguments.
             for line in text.lines().filter(|l| l.contains("{% call")) {
                 for piece in line.split('"').skip(1).step_by(2) {
-                    if piece.contains('.') && piece.chars().all(|c| c.is_ascii_lowercase() || c == '.' || c == '_') && !EN.contains_key(piece) {
+                    if piece.contains('.')
+                        && piece.chars().all(|c| c.is_ascii_lowercase() || c == '.' || c == '_')
+                        && !EN.contains_key(piece)
+                    {
                         missing.push(format!("{}: {piece}", file.display()));
                     }
                 }
@@ -171,7 +199,8 @@ mod tests {
                 for (i, _) in text.match_indices(marker) {
                     let rest = &text[i + marker.len()..];
                     let key = &rest[..rest.find('"').unwrap()];
-                    let key_like = key.contains('.') && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_');
+                    let key_like =
+                        key.contains('.') && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_');
                     if key_like && !EN.contains_key(key) {
                         missing.push(format!("{}: {key}", file.display()));
                     }

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use vestibule::config::Settings;
-use vestibule::services::orgs::{self, NewOrg, link_purpose, validate_new_org};
 use vestibule::services::Actor;
+use vestibule::services::orgs::{self, NewOrg, link_purpose, validate_new_org};
 use vestibule::startup::{Application, prepare_database};
 
 #[derive(Parser)]
@@ -64,7 +64,16 @@ fn main() -> ExitCode {
         Command::Serve => serve(settings),
         Command::Migrate => prepare_database(&settings).map(|_| println!("migrations are up to date")),
         Command::Org { command: OrgCommand::Create { name, slug, admin_email, admin_name, admin_password_stdin } } => {
-            create_org(&settings, NewOrg { name, slug: slug.unwrap_or_default(), admin_email, admin_name: admin_name.unwrap_or_default() }, admin_password_stdin)
+            create_org(
+                &settings,
+                NewOrg {
+                    name,
+                    slug: slug.unwrap_or_default(),
+                    admin_email,
+                    admin_name: admin_name.unwrap_or_default(),
+                },
+                admin_password_stdin,
+            )
         }
     };
     match result {
@@ -91,7 +100,11 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
 
 fn create_org(settings: &Settings, input: NewOrg, password_stdin: bool) -> anyhow::Result<()> {
     let org = validate_new_org(&input).map_err(|errors| {
-        let fields: Vec<String> = errors.0.iter().map(|(f, k)| format!("--{}: {}", f.replace('_', "-"), vestibule::i18n::Lang::En.tr().t(k))).collect();
+        let fields: Vec<String> = errors
+            .0
+            .iter()
+            .map(|(f, k)| format!("--{}: {}", f.replace('_', "-"), vestibule::i18n::Lang::En.tr().t(k)))
+            .collect();
         anyhow::anyhow!("{}", fields.join("; "))
     })?;
     let password_hash = if password_stdin {
@@ -106,16 +119,30 @@ fn create_org(settings: &Settings, input: NewOrg, password_stdin: bool) -> anyho
     };
     let pool = prepare_database(settings)?;
     let mut conn = pool.get()?;
-    let (org_row, user) = orgs::create_org(&mut conn, &org, password_hash.as_deref(), &Actor::default()).map_err(|e| match e {
-        vestibule::services::ServiceError::Invalid(errors) => {
-            anyhow::anyhow!("{}", errors.0.iter().map(|(f, k)| format!("--{f}: {}", vestibule::i18n::Lang::En.tr().t(k))).collect::<Vec<_>>().join("; "))
-        }
-        other => anyhow::anyhow!(other),
-    })?;
+    let (org_row, user) =
+        orgs::create_org(&mut conn, &org, password_hash.as_deref(), &Actor::default()).map_err(|e| match e {
+            vestibule::services::ServiceError::Invalid(errors) => {
+                anyhow::anyhow!(
+                    "{}",
+                    errors
+                        .0
+                        .iter()
+                        .map(|(f, k)| format!("--{f}: {}", vestibule::i18n::Lang::En.tr().t(k)))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )
+            }
+            other => anyhow::anyhow!(other),
+        })?;
     println!("Created organization {} ({}) with admin {}", org_row.name, org_row.slug, user.email);
     if user.password_hash.is_none() {
-        let token = orgs::create_link(&mut conn, link_purpose::SET_PASSWORD, Some(&user.id), time::Duration::hours(72))?;
-        println!("The admin chooses a password with this one-time link (valid 72 hours):\n\n    {}/password/{}\n", settings.base_url(), token.expose());
+        let token =
+            orgs::create_link(&mut conn, link_purpose::SET_PASSWORD, Some(&user.id), time::Duration::hours(72))?;
+        println!(
+            "The admin chooses a password with this one-time link (valid 72 hours):\n\n    {}/password/{}\n",
+            settings.base_url(),
+            token.expose()
+        );
     }
     println!("Admin console: {}/o/{}/admin", settings.base_url(), org_row.slug);
     Ok(())

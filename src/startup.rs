@@ -52,7 +52,9 @@ pub fn load_or_create_secret(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
             .step_by(2)
             .map(|i| text.trim().get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
             .collect();
-        return bytes.filter(|b| b.len() >= 64).with_context(|| format!("{} is not 128 hex characters", path.display()));
+        return bytes
+            .filter(|b| b.len() >= 64)
+            .with_context(|| format!("{} is not 128 hex characters", path.display()));
     }
     let mut key = vec![0u8; 64];
     rand::fill(&mut key[..]);
@@ -90,8 +92,11 @@ pub fn first_run_link(pool: &Pool, settings: &Settings) -> anyhow::Result<Option
         return Ok(None);
     }
     // Only the newest setup link works.
-    diesel::delete(crate::db::schema::one_time_links::table.filter(crate::db::schema::one_time_links::purpose.eq(link_purpose::SETUP)))
-        .execute(&mut conn)?;
+    diesel::delete(
+        crate::db::schema::one_time_links::table
+            .filter(crate::db::schema::one_time_links::purpose.eq(link_purpose::SETUP)),
+    )
+    .execute(&mut conn)?;
     let token = orgs::create_link(&mut conn, link_purpose::SETUP, None, time::Duration::hours(24))?;
     Ok(Some(format!("{}/setup?token={}", settings.base_url(), token.expose())))
 }
@@ -111,13 +116,15 @@ pub struct Application {
 impl Application {
     /// Binds `settings.bind` and builds everything.
     pub fn build(settings: Settings) -> anyhow::Result<Application> {
-        let listener = TcpListener::bind(&settings.bind).with_context(|| format!("VESTIBULE_BIND: cannot listen on {}", settings.bind))?;
+        let listener = TcpListener::bind(&settings.bind)
+            .with_context(|| format!("VESTIBULE_BIND: cannot listen on {}", settings.bind))?;
         Application::build_with_listener(settings, listener)
     }
 
     /// Builds everything on an already bound listener (tests bind port 0).
     pub fn build_with_listener(settings: Settings, listener: TcpListener) -> anyhow::Result<Application> {
-        std::fs::create_dir_all(&settings.data_dir).with_context(|| format!("VESTIBULE_DATA_DIR: cannot create {}", settings.data_dir.display()))?;
+        std::fs::create_dir_all(&settings.data_dir)
+            .with_context(|| format!("VESTIBULE_DATA_DIR: cannot create {}", settings.data_dir.display()))?;
         let secret = load_or_create_secret(&settings.data_dir)?;
         let pool = prepare_database(&settings)?;
         let setup_link = first_run_link(&pool, &settings)?;
@@ -140,7 +147,13 @@ impl Application {
         let https = settings.https();
         let session_cookie = settings.cookie_name("vestibule_session");
         let workers = settings.workers;
-        let state = web::Data::new(AppState { settings, pool: pool.clone(), csrf_key, throttles: Throttles::default(), mail_wake });
+        let state = web::Data::new(AppState {
+            settings,
+            pool: pool.clone(),
+            csrf_key,
+            throttles: Throttles::default(),
+            mail_wake,
+        });
         let store = DbSessionStore::new(pool.clone());
 
         let mut server = HttpServer::new(move || {

@@ -52,7 +52,9 @@ impl FromRequest for SignedIn {
         let session = req.get_session();
         ready(match current_user(&session) {
             Some(u) => Ok(SignedIn(u)),
-            None => Err(AppError::SignInRequired(req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default())),
+            None => {
+                Err(AppError::SignInRequired(req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default()))
+            }
         })
     }
 }

@@ -21,8 +21,7 @@ pub fn hash_password(password: &str) -> anyhow::Result<String> {
 
 /// A hash of nothing in particular, verified against when an account does not exist, so that
 /// unknown and known accounts take the same time to refuse.
-static DUMMY_HASH: LazyLock<String> =
-    LazyLock::new(|| hash_password("vestibule-timing-equalizer").unwrap_or_default());
+static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| hash_password("vestibule-timing-equalizer").unwrap_or_default());
 
 /// Checks a password against a stored hash; `None` (no account, or no password yet) spends the
 /// same work and answers false.

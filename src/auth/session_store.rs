@@ -50,9 +50,7 @@ fn user_id_of(state: &HashMap<String, String>) -> Option<String> {
     state.get("uid").and_then(|v| serde_json::from_str::<String>(v).ok())
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
-) -> anyhow::Result<T> {
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> anyhow::Result<T> + Send + 'static) -> anyhow::Result<T> {
     actix_web::web::block(f).await.map_err(|e| anyhow::anyhow!("blocking task failed: {e}"))?
 }
 
@@ -90,7 +88,13 @@ impl SessionStore for DbSessionStore {
         let json = serde_json::to_string(&state).map_err(|e| SaveError::Serialization(e.into()))?;
         let pool = self.pool.clone();
         let now = db::now();
-        let row = SessionRow { id_hash: hash, user_id: user_id_of(&state), state: json, created_at: now, expires_at: now + IDLE_TTL };
+        let row = SessionRow {
+            id_hash: hash,
+            user_id: user_id_of(&state),
+            state: json,
+            created_at: now,
+            expires_at: now + IDLE_TTL,
+        };
         blocking(move || {
             let mut conn = pool.get()?;
             diesel::insert_into(sessions::table).values(&row).execute(&mut conn)?;

@@ -91,10 +91,8 @@ struct SqlitePragmas;
 impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SqlitePragmas {
     fn on_acquire(&self, conn: &mut DbConnection) -> Result<(), diesel::r2d2::Error> {
         if let DbConnection::Sqlite(c) = conn {
-            c.batch_execute(
-                "PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
-            )
-            .map_err(diesel::r2d2::Error::QueryError)?;
+            c.batch_execute("PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
+                .map_err(diesel::r2d2::Error::QueryError)?;
         }
         Ok(())
     }
@@ -104,17 +102,17 @@ impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SqlitePragmas {
 /// needs an exclusive lock that parallel pool connections would fight over).
 pub fn connect(url: &str, max_size: u32) -> anyhow::Result<Pool> {
     let backend = Backend::from_url(url)
-        .with_context(|| format!("unsupported database URL scheme (use sqlite:// or postgres://)"))?;
+        .with_context(|| "unsupported database URL scheme (use sqlite:// or postgres://)".to_string())?;
     if backend == Backend::Sqlite {
         let path = sqlite_path(url);
-        if let Some(parent) = std::path::Path::new(path).parent() {
-            if !parent.as_os_str().is_empty() {
-                std::fs::create_dir_all(parent)
-                    .with_context(|| format!("creating the database folder {}", parent.display()))?;
-            }
+        if let Some(parent) = std::path::Path::new(path).parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating the database folder {}", parent.display()))?;
         }
-        let mut c = diesel::SqliteConnection::establish(path)
-            .with_context(|| format!("opening SQLite database {path}"))?;
+        let mut c =
+            diesel::SqliteConnection::establish(path).with_context(|| format!("opening SQLite database {path}"))?;
         c.batch_execute("PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL;")?;
     }
     let manager = DbManager { url: url.to_owned(), backend };

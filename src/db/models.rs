@@ -22,11 +22,7 @@ pub struct Organization {
 impl Organization {
     /// Entries of the redirect allow-list, one origin per line.
     pub fn allowed_origins(&self) -> Vec<&str> {
-        self.redirect_allowlist
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .collect()
+        self.redirect_allowlist.lines().map(str::trim).filter(|l| !l.is_empty()).collect()
     }
 }
 

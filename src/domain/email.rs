@@ -95,7 +95,17 @@ mod tests {
 
     #[test]
     fn refuses_malformed_addresses() {
-        for bad in ["", "alice", "alice@", "@example.com", "a b@example.com", "alice@example", "a..b@example.com", "alice@-x.com", "<a@b.com>"] {
+        for bad in [
+            "",
+            "alice",
+            "alice@",
+            "@example.com",
+            "a b@example.com",
+            "alice@example",
+            "a..b@example.com",
+            "alice@-x.com",
+            "<a@b.com>",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad} should be refused");
         }
     }

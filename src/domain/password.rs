@@ -70,7 +70,7 @@ fn is_common(password: &str) -> bool {
         return true;
     }
     let chars: Vec<char> = lower.chars().collect();
-    (1..=4).any(|n| chars.len() % n == 0 && chars.chunks(n).all(|c| c == &chars[..n]))
+    (1..=4).any(|n| chars.len().is_multiple_of(n) && chars.chunks(n).all(|c| c == &chars[..n]))
 }
 
 #[cfg(test)]

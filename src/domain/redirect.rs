@@ -63,11 +63,7 @@ pub fn check_redirect(target: &str, public_url: &Url, allowed_origins: &[&str]) 
         return Ok(url.to_string());
     }
     check_scheme(&url)?;
-    if allowed_origins.iter().any(|o| *o == origin) {
-        Ok(url.to_string())
-    } else {
-        Err(RedirectProblem::NotAllowed)
-    }
+    if allowed_origins.iter().any(|o| *o == origin) { Ok(url.to_string()) } else { Err(RedirectProblem::NotAllowed) }
 }
 
 #[cfg(test)]
@@ -88,7 +84,10 @@ mod tests {
         let list = ["https://app.partner.com"];
         assert!(check_redirect("https://app.partner.com/welcome?x=1", &public(), &list).is_ok());
         assert_eq!(check_redirect("https://evil.com/", &public(), &list), Err(RedirectProblem::NotAllowed));
-        assert_eq!(check_redirect("https://app.partner.com.evil.com/", &public(), &list), Err(RedirectProblem::NotAllowed));
+        assert_eq!(
+            check_redirect("https://app.partner.com.evil.com/", &public(), &list),
+            Err(RedirectProblem::NotAllowed)
+        );
     }
 
     #[test]
@@ -97,7 +96,10 @@ mod tests {
         assert_eq!(check_redirect("http://app.partner.com/", &public(), &list), Err(RedirectProblem::InsecureScheme));
         assert_eq!(check_redirect("javascript:alert(1)", &public(), &list), Err(RedirectProblem::Malformed));
         assert_eq!(check_redirect("/relative", &public(), &list), Err(RedirectProblem::Malformed));
-        assert_eq!(check_redirect("https://user:pw@app.partner.com/", &public(), &["https://app.partner.com"]), Err(RedirectProblem::Malformed));
+        assert_eq!(
+            check_redirect("https://user:pw@app.partner.com/", &public(), &["https://app.partner.com"]),
+            Err(RedirectProblem::Malformed)
+        );
     }
 
     #[test]

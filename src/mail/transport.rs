@@ -62,7 +62,9 @@ impl Transport {
                         tracing::info!(to = %mask(&row.recipient), file = %path.display(), "mail written to file (no VESTIBULE_SMTP_URL set)");
                         Ok(())
                     }
-                    Ok(Err(e)) => Err(SendError { permanent: false, message: format!("writing {}: {e}", path.display()) }),
+                    Ok(Err(e)) => {
+                        Err(SendError { permanent: false, message: format!("writing {}: {e}", path.display()) })
+                    }
                     Err(e) => Err(SendError { permanent: false, message: e.to_string() }),
                 }
             }
@@ -78,10 +80,10 @@ fn build_message(from: &Mailbox, row: &OutboxMessage) -> Result<Message, String>
         .to(to)
         .subject(row.subject.clone())
         .header(MessageId::from(row.message_id.clone()));
-    if let Some(reply_to) = &row.reply_to {
-        if let Ok(mb) = reply_to.parse::<Mailbox>() {
-            builder = builder.reply_to(mb);
-        }
+    if let Some(reply_to) = &row.reply_to
+        && let Ok(mb) = reply_to.parse::<Mailbox>()
+    {
+        builder = builder.reply_to(mb);
     }
     let text = row.body_text.clone().unwrap_or_default();
     let html = row.body_html.clone().unwrap_or_default();

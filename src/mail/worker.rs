@@ -100,7 +100,13 @@ pub fn backoff(base: Duration, attempts: i64) -> Duration {
     exp.mul_f64(jitter)
 }
 
-fn mark_failed(conn: &mut DbConnection, row: &OutboxMessage, permanent: bool, error: &str, base: Duration) -> QueryResult<()> {
+fn mark_failed(
+    conn: &mut DbConnection,
+    row: &OutboxMessage,
+    permanent: bool,
+    error: &str,
+    base: Duration,
+) -> QueryResult<()> {
     let give_up = permanent || row.attempts >= MAX_ATTEMPTS;
     let error: String = error.chars().take(500).collect();
     if give_up {
@@ -128,7 +134,10 @@ fn mark_failed(conn: &mut DbConnection, row: &OutboxMessage, permanent: bool, er
     Ok(())
 }
 
-async fn blocking<T: Send + 'static>(pool: &Pool, f: impl FnOnce(&mut DbConnection) -> QueryResult<T> + Send + 'static) -> anyhow::Result<T> {
+async fn blocking<T: Send + 'static>(
+    pool: &Pool,
+    f: impl FnOnce(&mut DbConnection) -> QueryResult<T> + Send + 'static,
+) -> anyhow::Result<T> {
     let pool = pool.clone();
     let out = tokio::task::spawn_blocking(move || -> anyhow::Result<T> {
         let mut conn = pool.get()?;

@@ -48,7 +48,10 @@ pub fn validate(input: &InviteInput, org: &Organization, public_url: &Url) -> Re
     let mut errors = FieldErrors::default();
     let email = Email::parse(&input.email);
     if let Err(e) = &email {
-        errors.add("email", if *e == crate::domain::email::EmailError::Empty { "email.required" } else { "email.invalid" });
+        errors.add(
+            "email",
+            if *e == crate::domain::email::EmailError::Empty { "email.required" } else { "email.invalid" },
+        );
     }
     let display_name = input.display_name.trim().to_owned();
     if display_name.chars().count() > 200 || has_control_chars(&display_name) {
@@ -78,7 +81,11 @@ pub fn validate(input: &InviteInput, org: &Organization, public_url: &Url) -> Re
     }
     match (email, user_type) {
         (Ok(email), Some(user_type)) if errors.is_empty() => {
-            let display_name = if display_name.is_empty() { email.as_str().split('@').next().unwrap_or("").to_owned() } else { display_name };
+            let display_name = if display_name.is_empty() {
+                email.as_str().split('@').next().unwrap_or("").to_owned()
+            } else {
+                display_name
+            };
             Ok(ValidInvite {
                 email,
                 display_name,
@@ -206,7 +213,8 @@ pub fn create(
         diesel::insert_into(invitations::table).values(&invitation).execute(conn)?;
         if invite.send_email {
             let lang = email_language(&invitation, &user, org);
-            let mail = messages::invitation(org, &invitation, mail_ctx.inviter, token.expose(), mail_ctx.public_url, lang)?;
+            let mail =
+                messages::invitation(org, &invitation, mail_ctx.inviter, token.expose(), mail_ctx.public_url, lang)?;
             mail::enqueue(conn, mail, mail_ctx.public_url)?;
         }
         let detail = serde_json::json!({ "email": invitation.email, "user_type": invitation.user_type, "send_email": invite.send_email }).to_string();
@@ -221,7 +229,10 @@ pub fn create(
             Ok(created)
         }
         // Two inviters raced on the same address: the other one's invitation stands.
-        Err(ServiceError::Db(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _))) => {
+        Err(ServiceError::Db(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        ))) => {
             let pending = pending_for(conn, &org.id, invite.email.as_str())?.ok_or(ServiceError::NotFound)?;
             Ok(Created { invitation: pending, redeem_url: None, existing: true })
         }
@@ -300,21 +311,23 @@ pub fn resend(
             return Err(ServiceError::WrongState);
         }
         let now = db::now();
-        let n = diesel::update(invitations::table.find(&inv.id).filter(invitations::status.eq(invitation_status::PENDING)))
-            .set((
-                invitations::token_hash.eq(token.hash()),
-                invitations::expires_at.eq(now + lifetime(org)),
-                invitations::disclosed.eq(false),
-                invitations::send_email.eq(true),
-                invitations::code_hash.eq(None::<String>),
-                invitations::code_attempts.eq(0),
-            ))
-            .execute(conn)?;
+        let n =
+            diesel::update(invitations::table.find(&inv.id).filter(invitations::status.eq(invitation_status::PENDING)))
+                .set((
+                    invitations::token_hash.eq(token.hash()),
+                    invitations::expires_at.eq(now + lifetime(org)),
+                    invitations::disclosed.eq(false),
+                    invitations::send_email.eq(true),
+                    invitations::code_hash.eq(None::<String>),
+                    invitations::code_attempts.eq(0),
+                ))
+                .execute(conn)?;
         if n != 1 {
             return Err(ServiceError::WrongState);
         }
         let inv = find_in_org(conn, &org.id, invitation_id)?.ok_or(ServiceError::NotFound)?;
-        let guest = accounts::find_by_email(conn, &Email::parse(&inv.email).map_err(|_| ServiceError::NotFound)?)?.ok_or(ServiceError::NotFound)?;
+        let guest = accounts::find_by_email(conn, &Email::parse(&inv.email).map_err(|_| ServiceError::NotFound)?)?
+            .ok_or(ServiceError::NotFound)?;
         let lang = email_language(&inv, &guest, org);
         let mail = messages::invitation(org, &inv, mail_ctx.inviter, token.expose(), mail_ctx.public_url, lang)?;
         mail::enqueue(conn, mail, mail_ctx.public_url)?;
@@ -324,23 +337,25 @@ pub fn resend(
 }
 
 /// Revokes a pending invitation; its link dies and the pending membership leaves the list.
-pub fn revoke(conn: &mut DbConnection, org: &Organization, invitation_id: &str, actor: &Actor) -> Result<(), ServiceError> {
+pub fn revoke(
+    conn: &mut DbConnection,
+    org: &Organization,
+    invitation_id: &str,
+    actor: &Actor,
+) -> Result<(), ServiceError> {
     db::write_tx(conn, |conn| {
         let inv = find_in_org(conn, &org.id, invitation_id)?.ok_or(ServiceError::NotFound)?;
         let now = db::now();
-        let n = diesel::update(invitations::table.find(&inv.id).filter(invitations::status.eq(invitation_status::PENDING)))
-            .set((invitations::status.eq(invitation_status::REVOKED), invitations::revoked_at.eq(Some(now))))
-            .execute(conn)?;
+        let n =
+            diesel::update(invitations::table.find(&inv.id).filter(invitations::status.eq(invitation_status::PENDING)))
+                .set((invitations::status.eq(invitation_status::REVOKED), invitations::revoked_at.eq(Some(now))))
+                .execute(conn)?;
         if n != 1 {
             return Err(ServiceError::WrongState);
         }
-        diesel::update(
-            memberships::table
-                .find(&inv.membership_id)
-                .filter(memberships::state.eq(state::PENDING)),
-        )
-        .set(memberships::removed_at.eq(Some(now)))
-        .execute(conn)?;
+        diesel::update(memberships::table.find(&inv.membership_id).filter(memberships::state.eq(state::PENDING)))
+            .set(memberships::removed_at.eq(Some(now)))
+            .execute(conn)?;
         audit::record(conn, actor, Some(&org.id), action::INVITATION_REVOKED, Some(&inv.id), Some(&inv.email))?;
         Ok(())
     })

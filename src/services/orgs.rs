@@ -50,7 +50,11 @@ pub fn validate_new_org(input: &NewOrg) -> Result<ValidOrg, FieldErrors> {
     }
     match (slug, email) {
         (Some(slug), Ok(admin_email)) if errors.is_empty() => {
-            let admin_name = if admin_name.is_empty() { admin_email.as_str().split('@').next().unwrap_or("").to_owned() } else { admin_name };
+            let admin_name = if admin_name.is_empty() {
+                admin_email.as_str().split('@').next().unwrap_or("").to_owned()
+            } else {
+                admin_name
+            };
             Ok(ValidOrg { name, slug, admin_email, admin_name })
         }
         _ => Err(errors),
@@ -66,7 +70,8 @@ pub fn create_org(
     actor: &Actor,
 ) -> Result<(Organization, crate::db::models::User), ServiceError> {
     db::write_tx(conn, |conn| {
-        let taken: i64 = organizations::table.filter(organizations::slug.eq(org.slug.as_str())).count().get_result(conn)?;
+        let taken: i64 =
+            organizations::table.filter(organizations::slug.eq(org.slug.as_str())).count().get_result(conn)?;
         if taken > 0 {
             return Err(ServiceError::field("slug", "org.slug_taken"));
         }
@@ -83,10 +88,10 @@ pub fn create_org(
         };
         diesel::insert_into(organizations::table).values(&row).execute(conn)?;
         let mut user = accounts::find_or_create(conn, &org.admin_email, &org.admin_name)?;
-        if let Some(hash) = password_hash {
-            if accounts::set_initial_password(conn, &user.id, &org.admin_name, hash, None)? {
-                user.password_hash = Some(hash.to_owned());
-            }
+        if let Some(hash) = password_hash
+            && accounts::set_initial_password(conn, &user.id, &org.admin_name, hash, None)?
+        {
+            user.password_hash = Some(hash.to_owned());
         }
         let membership = Membership {
             id: db::new_id(),
@@ -159,7 +164,12 @@ pub struct SettingsInput {
 }
 
 /// Validates and saves organization settings.
-pub fn update_settings(conn: &mut DbConnection, org: &Organization, input: &SettingsInput, actor: &Actor) -> Result<Organization, ServiceError> {
+pub fn update_settings(
+    conn: &mut DbConnection,
+    org: &Organization,
+    input: &SettingsInput,
+    actor: &Actor,
+) -> Result<Organization, ServiceError> {
     let mut errors = FieldErrors::default();
     let name = input.name.trim().to_owned();
     if name.is_empty() || name.chars().count() > 100 || has_control_chars(&name) {
@@ -170,7 +180,12 @@ pub fn update_settings(conn: &mut DbConnection, org: &Organization, input: &Sett
         None
     } else {
         match url::Url::parse(privacy) {
-            Ok(u) if u.scheme() == "https" || (u.scheme() == "http" && matches!(u.host_str(), Some("localhost" | "127.0.0.1"))) => Some(u.to_string()),
+            Ok(u)
+                if u.scheme() == "https"
+                    || (u.scheme() == "http" && matches!(u.host_str(), Some("localhost" | "127.0.0.1"))) =>
+            {
+                Some(u.to_string())
+            }
             _ => {
                 errors.add("privacy_url", "settings.privacy_invalid");
                 None
@@ -232,7 +247,12 @@ pub mod link_purpose {
 }
 
 /// Creates a one-time link; the plain token is returned once.
-pub fn create_link(conn: &mut DbConnection, purpose: &str, user_id: Option<&str>, valid_for: time::Duration) -> QueryResult<PlainToken> {
+pub fn create_link(
+    conn: &mut DbConnection,
+    purpose: &str,
+    user_id: Option<&str>,
+    valid_for: time::Duration,
+) -> QueryResult<PlainToken> {
     let token = PlainToken::generate();
     let now = db::now();
     let row = OneTimeLink {

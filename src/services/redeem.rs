@@ -13,10 +13,20 @@ use crate::mail::{self, messages};
 use crate::services::audit::{self, action};
 use crate::services::{Actor, ServiceError, accounts, invitations as invites};
 
+/// A usable invitation with everything the flow shows.
+pub struct LiveInvitation {
+    pub invitation: Invitation,
+    pub org: Organization,
+    /// The inviter, when known.
+    pub inviter: Option<User>,
+    /// The invited account (without a password until the guest registers).
+    pub guest: User,
+}
+
 /// What a link turned out to be.
 pub enum LinkState {
-    /// Usable: the invitation, its organization, the inviter (if known) and the invited account.
-    Valid { invitation: Invitation, org: Organization, inviter: Option<User>, guest: User },
+    /// Usable.
+    Valid(Box<LiveInvitation>),
     /// A real link that can no longer be used (expired, used, revoked); the org may be named.
     Dead { org_name: String },
     /// Not a link of ours.
@@ -28,7 +38,8 @@ pub fn inspect(conn: &mut DbConnection, token: &str) -> QueryResult<LinkState> {
     let Some(invitation) = invites::find_by_token(conn, token)? else {
         return Ok(LinkState::Unknown);
     };
-    let org: Organization = organizations::table.find(&invitation.org_id).select(Organization::as_select()).first(conn)?;
+    let org: Organization =
+        organizations::table.find(&invitation.org_id).select(Organization::as_select()).first(conn)?;
     if invitation.status != invitation_status::PENDING || invitation.expires_at <= db::now() {
         return Ok(LinkState::Dead { org_name: org.name });
     }
@@ -37,7 +48,7 @@ pub fn inspect(conn: &mut DbConnection, token: &str) -> QueryResult<LinkState> {
         None => None,
     };
     let guest: User = users::table.filter(users::email.eq(&invitation.email)).select(User::as_select()).first(conn)?;
-    Ok(LinkState::Valid { invitation, org, inviter, guest })
+    Ok(LinkState::Valid(Box::new(LiveInvitation { invitation, org, inviter, guest })))
 }
 
 /// Creates the guest's account on the spot (first-time guest). Refused when the account
@@ -66,8 +77,15 @@ pub fn register(
         }
         let mut actor = actor.clone();
         actor.user_id = Some(guest.id.clone());
-        audit::record(conn, &actor, Some(&invitation.org_id), action::ACCOUNT_CREATED, Some(&guest.id), Some(&guest.email))?;
-        Ok(accounts::find_by_id(conn, &guest.id)?.ok_or(ServiceError::NotFound)?)
+        audit::record(
+            conn,
+            &actor,
+            Some(&invitation.org_id),
+            action::ACCOUNT_CREATED,
+            Some(&guest.id),
+            Some(&guest.email),
+        )?;
+        accounts::find_by_id(conn, &guest.id)?.ok_or(ServiceError::NotFound)
     })
 }
 
@@ -77,7 +95,13 @@ pub const CODE_TTL: time::Duration = time::Duration::minutes(10);
 pub const CODE_ATTEMPTS: i64 = 5;
 
 /// Emails a fresh six-digit code to the invited address (disclosed links only).
-pub fn send_code(conn: &mut DbConnection, invitation: &Invitation, org: &Organization, public_url: &Url, lang: Lang) -> Result<(), ServiceError> {
+pub fn send_code(
+    conn: &mut DbConnection,
+    invitation: &Invitation,
+    org: &Organization,
+    public_url: &Url,
+    lang: Lang,
+) -> Result<(), ServiceError> {
     let code = six_digit_code();
     db::write_tx(conn, |conn| {
         diesel::update(invitations::table.find(&invitation.id))
@@ -115,11 +139,16 @@ pub fn check_code(conn: &mut DbConnection, invitation_id: &str, typed: &str) -> 
         let typed: String = typed.chars().filter(|c| c.is_ascii_digit()).collect();
         if hash_token(&format!("{}:{typed}", inv.id)) == hash {
             diesel::update(invitations::table.find(&inv.id))
-                .set((invitations::code_hash.eq(None::<String>), invitations::code_expires_at.eq(None::<time::PrimitiveDateTime>)))
+                .set((
+                    invitations::code_hash.eq(None::<String>),
+                    invitations::code_expires_at.eq(None::<time::PrimitiveDateTime>),
+                ))
                 .execute(conn)?;
             return Ok(CodeCheck::Correct);
         }
-        diesel::update(invitations::table.find(&inv.id)).set(invitations::code_attempts.eq(inv.code_attempts + 1)).execute(conn)?;
+        diesel::update(invitations::table.find(&inv.id))
+            .set(invitations::code_attempts.eq(inv.code_attempts + 1))
+            .execute(conn)?;
         Ok(if inv.code_attempts + 1 >= CODE_ATTEMPTS { CodeCheck::NeedNewCode } else { CodeCheck::Wrong })
     })
 }
@@ -150,7 +179,10 @@ pub fn accept(conn: &mut DbConnection, token: &str, user: &User, actor: &Actor) 
         if consumed != 1 {
             return Err(ServiceError::WrongState);
         }
-        let inv: Invitation = invitations::table.filter(invitations::token_hash.eq(hash_token(token))).select(Invitation::as_select()).first(conn)?;
+        let inv: Invitation = invitations::table
+            .filter(invitations::token_hash.eq(hash_token(token)))
+            .select(Invitation::as_select())
+            .first(conn)?;
         diesel::update(memberships::table.find(&inv.membership_id))
             .set((
                 memberships::state.eq(state::ACCEPTED),

@@ -76,7 +76,9 @@ pub fn list(conn: &mut DbConnection, org_id: &str, filter: &UserFilter) -> Query
         }
     }
     if let Some((at, id)) = &filter.after {
-        q = q.filter(memberships::created_at.lt(*at).or(memberships::created_at.eq(*at).and(memberships::id.lt(id.clone()))));
+        q = q.filter(
+            memberships::created_at.lt(*at).or(memberships::created_at.eq(*at).and(memberships::id.lt(id.clone()))),
+        );
     }
     let mut rows: Vec<(Membership, User)> = q
         .order((memberships::created_at.desc(), memberships::id.desc()))
@@ -141,7 +143,9 @@ pub fn detail(conn: &mut DbConnection, org_id: &str, membership_id: &str) -> Que
         .select((Membership::as_select(), User::as_select()))
         .first(conn)
         .optional()?;
-    let Some((membership, user)) = found else { return Ok(None) };
+    let Some((membership, user)) = found else {
+        return Ok(None);
+    };
     let inviter = match &membership.invited_by {
         Some(id) => users::table.find(id).select(User::as_select()).first(conn).optional()?,
         None => None,
@@ -156,7 +160,12 @@ pub fn detail(conn: &mut DbConnection, org_id: &str, membership_id: &str) -> Que
 
 /// Removes a person from the organization: soft delete (restorable later), pending
 /// invitations revoked, and every session of theirs ended at once.
-pub fn remove(conn: &mut DbConnection, org: &Organization, membership_id: &str, actor: &Actor) -> Result<(), ServiceError> {
+pub fn remove(
+    conn: &mut DbConnection,
+    org: &Organization,
+    membership_id: &str,
+    actor: &Actor,
+) -> Result<(), ServiceError> {
     db::write_tx(conn, |conn| {
         let m: Membership = memberships::table
             .filter(memberships::org_id.eq(&org.id))
@@ -171,9 +180,13 @@ pub fn remove(conn: &mut DbConnection, org: &Organization, membership_id: &str, 
         }
         let now = db::now();
         diesel::update(memberships::table.find(&m.id)).set(memberships::removed_at.eq(Some(now))).execute(conn)?;
-        diesel::update(invitations::table.filter(invitations::membership_id.eq(&m.id)).filter(invitations::status.eq(invitation_status::PENDING)))
-            .set((invitations::status.eq(invitation_status::REVOKED), invitations::revoked_at.eq(Some(now))))
-            .execute(conn)?;
+        diesel::update(
+            invitations::table
+                .filter(invitations::membership_id.eq(&m.id))
+                .filter(invitations::status.eq(invitation_status::PENDING)),
+        )
+        .set((invitations::status.eq(invitation_status::REVOKED), invitations::revoked_at.eq(Some(now))))
+        .execute(conn)?;
         end_all_sessions(conn, &m.user_id)?;
         audit::record(conn, actor, Some(&org.id), action::MEMBER_REMOVED, Some(&m.user_id), None)?;
         Ok(())

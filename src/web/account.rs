@@ -6,9 +6,9 @@ use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use askama::Template;
 use serde::Deserialize;
 
+use crate::auth::SignedIn;
 use crate::auth::guard::{SessionUser, current_user, sign_in, sign_out};
 use crate::auth::password::{hash_password, verify_password};
-use crate::auth::SignedIn;
 use crate::db::models::User;
 use crate::domain::Email;
 use crate::domain::password::check_new_password;
@@ -70,7 +70,11 @@ pub enum PasswordCheck {
 }
 
 /// Verifies `password` for `email` off the async threads; unknown accounts burn the same work.
-pub async fn check_password(state: &web::Data<AppState>, email: String, password: String) -> Result<PasswordCheck, AppError> {
+pub async fn check_password(
+    state: &web::Data<AppState>,
+    email: String,
+    password: String,
+) -> Result<PasswordCheck, AppError> {
     with_conn(&state.pool, move |c| {
         let user = match Email::parse(&email) {
             Ok(e) => accounts::find_by_email(c, &e)?,
@@ -114,11 +118,23 @@ pub fn start_session(session: &Session, user: &User) -> Result<Option<Lang>, App
 }
 
 #[post("/signin")]
-async fn signin(req: HttpRequest, state: web::Data<AppState>, session: Session, ctx: Ctx, form: web::Form<SigninForm>) -> Result<HttpResponse, AppError> {
+async fn signin(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    session: Session,
+    ctx: Ctx,
+    form: web::Form<SigninForm>,
+) -> Result<HttpResponse, AppError> {
     let form = form.into_inner();
     let next = safe_next(form.next.as_deref());
     let ip = client_ip(&req);
-    let page = |ctx: Ctx, problem: &'static str| SigninPage { ctx, errors: Errors::default(), problem: Some(problem), email: form.email.clone(), next: next.clone() };
+    let page = |ctx: Ctx, problem: &'static str| SigninPage {
+        ctx,
+        errors: Errors::default(),
+        problem: Some(problem),
+        email: form.email.clone(),
+        next: next.clone(),
+    };
     if let Some(wait) = signin_paused(&state, &form.email, &ip) {
         let mut res = render(StatusCode::TOO_MANY_REQUESTS, &page(ctx, "signin.paused"))?;
         res.headers_mut().insert(actix_web::http::header::RETRY_AFTER, wait.into());
@@ -130,7 +146,10 @@ async fn signin(req: HttpRequest, state: web::Data<AppState>, session: Session, 
             state.throttles.signin_account.clear(&throttle_keys(&form.email, &ip).0);
             act.user_id = Some(user.id.clone());
             let uid = user.id.clone();
-            with_conn(&state.pool, move |c| Ok(audit::record(c, &act, None, action::SIGNIN_SUCCEEDED, Some(&uid), None)?)).await?;
+            with_conn(&state.pool, move |c| {
+                Ok(audit::record(c, &act, None, action::SIGNIN_SUCCEEDED, Some(&uid), None)?)
+            })
+            .await?;
             let lang = start_session(&session, &user)?;
             let mut res = see_other(&next);
             if let Some(l) = lang {
@@ -141,7 +160,10 @@ async fn signin(req: HttpRequest, state: web::Data<AppState>, session: Session, 
         PasswordCheck::Wrong => {
             signin_failed(&state, &form.email, &ip);
             let masked = crate::domain::email::mask(&form.email.trim().to_lowercase());
-            with_conn(&state.pool, move |c| Ok(audit::record(c, &act, None, action::SIGNIN_FAILED, None, Some(&masked))?)).await?;
+            with_conn(&state.pool, move |c| {
+                Ok(audit::record(c, &act, None, action::SIGNIN_FAILED, None, Some(&masked))?)
+            })
+            .await?;
             render(StatusCode::UNAUTHORIZED, &page(ctx, "signin.failed"))
         }
     }
@@ -187,7 +209,11 @@ pub struct DeadLinkPage {
     pub org_name: Option<String>,
 }
 
-async fn link_is_live(state: &web::Data<AppState>, purpose: &'static str, token: String) -> Result<Option<crate::db::models::OneTimeLink>, AppError> {
+async fn link_is_live(
+    state: &web::Data<AppState>,
+    purpose: &'static str,
+    token: String,
+) -> Result<Option<crate::db::models::OneTimeLink>, AppError> {
     with_conn(&state.pool, move |c| Ok(orgs::find_link(c, purpose, &token)?)).await
 }
 
@@ -207,22 +233,40 @@ async fn setup_page(state: web::Data<AppState>, ctx: Ctx, q: web::Query<TokenQue
 }
 
 #[post("/setup")]
-async fn setup(req: HttpRequest, state: web::Data<AppState>, session: Session, ctx: Ctx, form: web::Form<SetupForm>) -> Result<HttpResponse, AppError> {
+async fn setup(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    session: Session,
+    ctx: Ctx,
+    form: web::Form<SetupForm>,
+) -> Result<HttpResponse, AppError> {
     let form = form.into_inner();
     if link_is_live(&state, link_purpose::SETUP, form.token.clone()).await?.is_none() {
         return render(StatusCode::NOT_FOUND, &DeadLinkPage { ctx, org_name: None });
     }
-    let input = NewOrg { name: form.name.clone(), slug: form.slug.clone(), admin_email: form.admin_email.clone(), admin_name: form.admin_name.clone() };
+    let input = NewOrg {
+        name: form.name.clone(),
+        slug: form.slug.clone(),
+        admin_email: form.admin_email.clone(),
+        admin_name: form.admin_name.clone(),
+    };
     let mut errors = validate_new_org(&input).err().unwrap_or_default();
     let email = Email::parse(&form.admin_email).map(|e| e.as_str().to_owned()).unwrap_or_default();
     if let Err(p) = check_new_password(&form.password, &form.confirm, &email) {
-        errors.add(if p == crate::domain::password::PasswordProblem::Mismatch { "confirm" } else { "password" }, p.message_key());
+        errors.add(
+            if p == crate::domain::password::PasswordProblem::Mismatch { "confirm" } else { "password" },
+            p.message_key(),
+        );
     }
-    let show = |ctx: Ctx, errors: FieldErrors, form: SetupForm| invalid(&SetupPage { ctx, errors: Errors(errors), token: form.token.clone(), form });
+    let show = |ctx: Ctx, errors: FieldErrors, form: SetupForm| {
+        invalid(&SetupPage { ctx, errors: Errors(errors), token: form.token.clone(), form })
+    };
     if !errors.is_empty() {
         return show(ctx, errors, form);
     }
-    let Ok(valid) = validate_new_org(&input) else { return show(ctx, errors, form) };
+    let Ok(valid) = validate_new_org(&input) else {
+        return show(ctx, errors, form);
+    };
     let password = form.password.clone();
     let hash = web::block(move || hash_password(&password)).await??;
     let act = actor(&req, None);
@@ -269,7 +313,11 @@ struct PasswordForm {
 
 /// The one-time link printed by `org create` without `--admin-password-stdin`.
 #[get("/password/{token}")]
-async fn password_page(state: web::Data<AppState>, ctx: Ctx, token: web::Path<String>) -> Result<HttpResponse, AppError> {
+async fn password_page(
+    state: web::Data<AppState>,
+    ctx: Ctx,
+    token: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
     let token = token.into_inner();
     let Some(link) = link_is_live(&state, link_purpose::SET_PASSWORD, token.clone()).await? else {
         return render(StatusCode::NOT_FOUND, &DeadLinkPage { ctx, org_name: None });
@@ -280,7 +328,13 @@ async fn password_page(state: web::Data<AppState>, ctx: Ctx, token: web::Path<St
 }
 
 #[post("/password/{token}")]
-async fn set_password(state: web::Data<AppState>, session: Session, ctx: Ctx, token: web::Path<String>, form: web::Form<PasswordForm>) -> Result<HttpResponse, AppError> {
+async fn set_password(
+    state: web::Data<AppState>,
+    session: Session,
+    ctx: Ctx,
+    token: web::Path<String>,
+    form: web::Form<PasswordForm>,
+) -> Result<HttpResponse, AppError> {
     let token = token.into_inner();
     let Some(link) = link_is_live(&state, link_purpose::SET_PASSWORD, token.clone()).await? else {
         return render(StatusCode::NOT_FOUND, &DeadLinkPage { ctx, org_name: None });
@@ -289,7 +343,10 @@ async fn set_password(state: web::Data<AppState>, session: Session, ctx: Ctx, to
     let user = with_conn(&state.pool, move |c| Ok(accounts::find_by_id(c, &uid)?)).await?.ok_or(AppError::NotFound)?;
     if let Err(p) = check_new_password(&form.password, &form.confirm, &user.email) {
         let mut errors = FieldErrors::default();
-        errors.add(if p == crate::domain::password::PasswordProblem::Mismatch { "confirm" } else { "password" }, p.message_key());
+        errors.add(
+            if p == crate::domain::password::PasswordProblem::Mismatch { "confirm" } else { "password" },
+            p.message_key(),
+        );
         return invalid(&SetPasswordPage { ctx, errors: Errors(errors), token, email: user.email });
     }
     let password = form.password.clone();

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use crate::auth::guard::{current_user, sign_out};
 use crate::auth::password::hash_password;
-use crate::db::models::{Invitation, Organization, User};
+
 use crate::domain::has_control_chars;
 use crate::domain::password::{PasswordProblem, check_new_password};
 use crate::domain::redirect::check_redirect;
@@ -58,21 +58,17 @@ struct RedeemPage {
 
 use crate::web::account::DeadLinkPage;
 
-/// A usable invitation, as loaded for one request.
-struct Live {
-    invitation: Invitation,
-    org: Organization,
-    inviter: Option<User>,
-    guest: User,
-}
+use crate::services::redeem::LiveInvitation as Live;
 
 /// Loads the link; a dead or unknown one becomes the friendly page (404 unknown, 410 dead).
 async fn load(state: &web::Data<AppState>, ctx: &Ctx, token: &str) -> Result<Result<Live, HttpResponse>, AppError> {
     let t = token.to_owned();
     let found = with_conn(&state.pool, move |c| Ok(redeem::inspect(c, &t)?)).await?;
     Ok(match found {
-        LinkState::Valid { invitation, org, inviter, guest } => Ok(Live { invitation, org, inviter, guest }),
-        LinkState::Dead { org_name } => Err(render(StatusCode::GONE, &DeadLinkPage { ctx: ctx.clone(), org_name: Some(org_name) })?),
+        LinkState::Valid(live) => Ok(*live),
+        LinkState::Dead { org_name } => {
+            Err(render(StatusCode::GONE, &DeadLinkPage { ctx: ctx.clone(), org_name: Some(org_name) })?)
+        }
         LinkState::Unknown => Err(render(StatusCode::NOT_FOUND, &DeadLinkPage { ctx: ctx.clone(), org_name: None })?),
     })
 }
@@ -116,7 +112,12 @@ fn page(ctx: Ctx, token: &str, live: &Live, session: &Session) -> RedeemPage {
 
 /// The guest's landing page: who invites, to what, and the next step.
 #[route("/redeem/{token}", method = "GET", method = "HEAD")]
-async fn landing(state: web::Data<AppState>, ctx: Ctx, session: Session, token: web::Path<String>) -> Result<HttpResponse, AppError> {
+async fn landing(
+    state: web::Data<AppState>,
+    ctx: Ctx,
+    session: Session,
+    token: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
     let live = live_or_return!(&state, ctx, &token);
     ok(&page(ctx, &token, &live, &session))
 }
@@ -133,7 +134,14 @@ struct RegisterForm {
 
 /// A first-time guest creates an account on the spot.
 #[post("/redeem/{token}/register")]
-async fn register(req: HttpRequest, state: web::Data<AppState>, ctx: Ctx, session: Session, token: web::Path<String>, form: web::Form<RegisterForm>) -> Result<HttpResponse, AppError> {
+async fn register(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    ctx: Ctx,
+    session: Session,
+    token: web::Path<String>,
+    form: web::Form<RegisterForm>,
+) -> Result<HttpResponse, AppError> {
     let live = live_or_return!(&state, ctx, &token);
     let mut p = page(ctx.clone(), &token, &live, &session);
     if p.step != "register" {
@@ -158,7 +166,8 @@ async fn register(req: HttpRequest, state: web::Data<AppState>, ctx: Ctx, sessio
     let act = actor(&req, None);
     let lang = ctx.lang;
     let (inv, guest) = (live.invitation.clone(), live.guest.clone());
-    let result = with_conn(&state.pool, move |c| Ok(redeem::register(c, &inv, &guest, &name, &hash, lang, &act))).await?;
+    let result =
+        with_conn(&state.pool, move |c| Ok(redeem::register(c, &inv, &guest, &name, &hash, lang, &act))).await?;
     match result {
         Ok(user) => {
             start_session(&session, &user)?;
@@ -179,7 +188,14 @@ struct SigninForm {
 
 /// Someone with an account signs in; the address is the invited one, so it always matches.
 #[post("/redeem/{token}/signin")]
-async fn signin(req: HttpRequest, state: web::Data<AppState>, ctx: Ctx, session: Session, token: web::Path<String>, form: web::Form<SigninForm>) -> Result<HttpResponse, AppError> {
+async fn signin(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    ctx: Ctx,
+    session: Session,
+    token: web::Path<String>,
+    form: web::Form<SigninForm>,
+) -> Result<HttpResponse, AppError> {
     let live = live_or_return!(&state, ctx, &token);
     let mut p = page(ctx.clone(), &token, &live, &session);
     if p.step != "signin" {
@@ -199,7 +215,14 @@ async fn signin(req: HttpRequest, state: web::Data<AppState>, ctx: Ctx, session:
             act.user_id = Some(user.id.clone());
             let uid = user.id.clone();
             with_conn(&state.pool, move |c| {
-                Ok(crate::services::audit::record(c, &act, None, crate::services::audit::action::SIGNIN_SUCCEEDED, Some(&uid), None)?)
+                Ok(crate::services::audit::record(
+                    c,
+                    &act,
+                    None,
+                    crate::services::audit::action::SIGNIN_SUCCEEDED,
+                    Some(&uid),
+                    None,
+                )?)
             })
             .await?;
             start_session(&session, &user)?;
@@ -222,23 +245,29 @@ async fn switch_account(session: Session, token: web::Path<String>) -> HttpRespo
 
 /// Emails a one-time code to the invited address (links that were shown to someone).
 #[post("/redeem/{token}/code/send")]
-async fn send_code(state: web::Data<AppState>, ctx: Ctx, session: Session, token: web::Path<String>) -> Result<HttpResponse, AppError> {
+async fn send_code(
+    state: web::Data<AppState>,
+    ctx: Ctx,
+    session: Session,
+    token: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
     let live = live_or_return!(&state, ctx, &token);
     let mut p = page(ctx.clone(), &token, &live, &session);
     if p.step != "code" {
         return Ok(see_other(&format!("/redeem/{token}")));
     }
     let key = format!("code:{}", live.invitation.id);
-    if state.settings.throttle_enabled {
-        if let Some(wait) = state.throttles.code_sends.check(&key) {
-            p.problem = Some("redeem.code_too_many");
-            let mut res = render(StatusCode::TOO_MANY_REQUESTS, &p)?;
-            res.headers_mut().insert(actix_web::http::header::RETRY_AFTER, wait.into());
-            return Ok(res);
-        }
+    if state.settings.throttle_enabled
+        && let Some(wait) = state.throttles.code_sends.check(&key)
+    {
+        p.problem = Some("redeem.code_too_many");
+        let mut res = render(StatusCode::TOO_MANY_REQUESTS, &p)?;
+        res.headers_mut().insert(actix_web::http::header::RETRY_AFTER, wait.into());
+        return Ok(res);
     }
     state.throttles.code_sends.record(&key);
-    let (inv, org, lang, url) = (live.invitation.clone(), live.org.clone(), ctx.lang, state.settings.public_url.clone());
+    let (inv, org, lang, url) =
+        (live.invitation.clone(), live.org.clone(), ctx.lang, state.settings.public_url.clone());
     with_conn(&state.pool, move |c| Ok(redeem::send_code(c, &inv, &org, &url, lang)?)).await?;
     state.wake_mail();
     session.insert(CODE_SENT, &live.invitation.id).map_err(|e| AppError::Internal(anyhow::anyhow!("session: {e}")))?;
@@ -253,7 +282,13 @@ struct CodeForm {
 
 /// Checks the code; five wrong guesses, or ten minutes, and a new one is needed.
 #[post("/redeem/{token}/code")]
-async fn enter_code(state: web::Data<AppState>, ctx: Ctx, session: Session, token: web::Path<String>, form: web::Form<CodeForm>) -> Result<HttpResponse, AppError> {
+async fn enter_code(
+    state: web::Data<AppState>,
+    ctx: Ctx,
+    session: Session,
+    token: web::Path<String>,
+    form: web::Form<CodeForm>,
+) -> Result<HttpResponse, AppError> {
     let live = live_or_return!(&state, ctx, &token);
     let mut p = page(ctx.clone(), &token, &live, &session);
     if p.step != "code" {
@@ -263,7 +298,9 @@ async fn enter_code(state: web::Data<AppState>, ctx: Ctx, session: Session, toke
     let outcome = with_conn(&state.pool, move |c| Ok(redeem::check_code(c, &id, &code)?)).await?;
     match outcome {
         CodeCheck::Correct => {
-            session.insert(CODE_OK, &live.invitation.id).map_err(|e| AppError::Internal(anyhow::anyhow!("session: {e}")))?;
+            session
+                .insert(CODE_OK, &live.invitation.id)
+                .map_err(|e| AppError::Internal(anyhow::anyhow!("session: {e}")))?;
             Ok(see_other(&format!("/redeem/{token}")))
         }
         CodeCheck::Wrong => {
@@ -299,7 +336,11 @@ fn invitee<'a>(ctx: &'a Ctx, live: &Live) -> Option<&'a crate::auth::SessionUser
 
 /// "Review permissions": what the organization will see.
 #[get("/redeem/{token}/consent")]
-async fn consent_page(state: web::Data<AppState>, ctx: Ctx, token: web::Path<String>) -> Result<HttpResponse, AppError> {
+async fn consent_page(
+    state: web::Data<AppState>,
+    ctx: Ctx,
+    token: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
     let live = live_or_return!(&state, ctx, &token);
     let Some(user) = invitee(&ctx, &live).cloned() else {
         return Ok(see_other(&format!("/redeem/{token}")));
@@ -316,7 +357,13 @@ async fn consent_page(state: web::Data<AppState>, ctx: Ctx, token: web::Path<Str
 
 /// Accept: consumes the token, activates the membership, renews the session, redirects.
 #[post("/redeem/{token}/accept")]
-async fn accept(req: HttpRequest, state: web::Data<AppState>, ctx: Ctx, session: Session, token: web::Path<String>) -> Result<HttpResponse, AppError> {
+async fn accept(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    ctx: Ctx,
+    session: Session,
+    token: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
     let live = live_or_return!(&state, ctx, &token);
     let Some(signed) = invitee(&ctx, &live).cloned() else {
         return Ok(see_other(&format!("/redeem/{token}")));
@@ -342,7 +389,9 @@ async fn accept(req: HttpRequest, state: web::Data<AppState>, ctx: Ctx, session:
                 .unwrap_or(fallback);
             Ok(see_other(&target))
         }
-        Err(ServiceError::WrongState) => render(StatusCode::GONE, &DeadLinkPage { ctx, org_name: Some(live.org.name.clone()) }),
+        Err(ServiceError::WrongState) => {
+            render(StatusCode::GONE, &DeadLinkPage { ctx, org_name: Some(live.org.name.clone()) })
+        }
         Err(e) => Err(e.into()),
     }
 }

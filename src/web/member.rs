@@ -17,7 +17,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// The org and my active membership in it; 404 for anyone without one (pending guests have no rights).
-pub async fn active_membership(state: &web::Data<AppState>, slug: &str, user_id: &str) -> Result<(Organization, Membership), AppError> {
+pub async fn active_membership(
+    state: &web::Data<AppState>,
+    slug: &str,
+    user_id: &str,
+) -> Result<(Organization, Membership), AppError> {
     let (slug, uid) = (slug.to_owned(), user_id.to_owned());
     with_conn(&state.pool, move |c| {
         let org = orgs::find_by_slug(c, &slug)?.ok_or(AppError::NotFound)?;
@@ -45,7 +49,13 @@ struct AppsQuery {
 
 /// My Apps (apps themselves arrive with groups and apps; for now the empty state).
 #[get("/o/{org}/apps")]
-async fn apps(state: web::Data<AppState>, ctx: Ctx, user: SignedIn, slug: web::Path<String>, q: web::Query<AppsQuery>) -> Result<HttpResponse, AppError> {
+async fn apps(
+    state: web::Data<AppState>,
+    ctx: Ctx,
+    user: SignedIn,
+    slug: web::Path<String>,
+    q: web::Query<AppsQuery>,
+) -> Result<HttpResponse, AppError> {
     let (org, m) = active_membership(&state, &slug, &user.0.id).await?;
     ok(&AppsPage {
         ctx,
@@ -67,7 +77,12 @@ struct LeavePage {
 
 /// Confirmation before leaving.
 #[get("/o/{org}/leave")]
-async fn leave_page(state: web::Data<AppState>, ctx: Ctx, user: SignedIn, slug: web::Path<String>) -> Result<HttpResponse, AppError> {
+async fn leave_page(
+    state: web::Data<AppState>,
+    ctx: Ctx,
+    user: SignedIn,
+    slug: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
     let (org, m) = active_membership(&state, &slug, &user.0.id).await?;
     if m.role == role::ADMIN {
         return Err(AppError::Forbidden);
@@ -77,7 +92,12 @@ async fn leave_page(state: web::Data<AppState>, ctx: Ctx, user: SignedIn, slug: 
 
 /// The guest leaves the organization.
 #[post("/o/{org}/leave")]
-async fn leave(req: HttpRequest, state: web::Data<AppState>, user: SignedIn, slug: web::Path<String>) -> Result<HttpResponse, AppError> {
+async fn leave(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    user: SignedIn,
+    slug: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
     let (org, _) = active_membership(&state, &slug, &user.0.id).await?;
     let act = actor(&req, Some(&user.0));
     let uid = user.0.id.clone();

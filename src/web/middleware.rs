@@ -54,7 +54,8 @@ pub async fn security_headers(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let is_static = req.path().starts_with("/static/");
-    let is_token_page = req.path().starts_with("/redeem/") || req.path().starts_with("/setup") || req.path().starts_with("/password/");
+    let is_token_page =
+        req.path().starts_with("/redeem/") || req.path().starts_with("/setup") || req.path().starts_with("/password/");
     let mut res = next.call(req).await?;
     let h = res.headers_mut();
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
@@ -93,7 +94,8 @@ pub async fn render_errors(
     if content_type.starts_with("text/html") || content_type.starts_with("application/json") {
         return Ok(res);
     }
-    let kind = res.response().extensions().get::<ErrorKind>().copied().unwrap_or_else(|| ErrorKind::from_status(status));
+    let kind =
+        res.response().extensions().get::<ErrorKind>().copied().unwrap_or_else(|| ErrorKind::from_status(status));
     let request_id = res.request().extensions().get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default();
     if status.is_server_error() {
         let cause = res.response().error().map(|e| format!("{e:?}")).unwrap_or_default();
@@ -109,7 +111,13 @@ pub async fn render_errors(
             "error": { "code": kind.api_code(), "message": tr.t(body_key), "innerError": { "request-id": request_id } }
         }))
     } else {
-        let page = ErrorPage { ctx: Ctx::anonymous(&req, lang), title: tr.t(title_key), body: tr.t(body_key), request_id, status: status.as_u16() };
+        let page = ErrorPage {
+            ctx: Ctx::anonymous(&req, lang),
+            title: tr.t(title_key),
+            body: tr.t(body_key),
+            request_id,
+            status: status.as_u16(),
+        };
         let html = page.render().unwrap_or_else(|_| "Error".to_owned());
         HttpResponse::build(status).content_type("text/html; charset=utf-8").body(html)
     };

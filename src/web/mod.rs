@@ -30,10 +30,7 @@ pub fn lang_of(req: &HttpRequest) -> Lang {
     req.cookie(LANG_COOKIE)
         .and_then(|c| Lang::parse(c.value()))
         .or_else(|| {
-            req.headers()
-                .get("accept-language")
-                .and_then(|v| v.to_str().ok())
-                .and_then(Lang::from_accept_language)
+            req.headers().get("accept-language").and_then(|v| v.to_str().ok()).and_then(Lang::from_accept_language)
         })
         .unwrap_or_default()
 }
@@ -89,12 +86,11 @@ impl FromRequest for Ctx {
 /// address it reports last in `X-Forwarded-For`.
 pub fn client_ip(req: &HttpRequest) -> Option<String> {
     let peer = req.peer_addr()?.ip();
-    if peer.is_loopback() {
-        if let Some(xff) = req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-            if let Some(last) = xff.split(',').map(str::trim).rfind(|s| !s.is_empty()) {
-                return Some(last.to_owned());
-            }
-        }
+    if peer.is_loopback()
+        && let Some(xff) = req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok())
+        && let Some(last) = xff.split(',').map(str::trim).rfind(|s| !s.is_empty())
+    {
+        return Some(last.to_owned());
     }
     Some(peer.to_string())
 }
@@ -146,7 +142,9 @@ where
 /// A local path that is safe to redirect to after sign-in (no scheme, no `//host`).
 pub fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\") && !n.contains(['\r', '\n']) => n.to_owned(),
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\") && !n.contains(['\r', '\n']) => {
+            n.to_owned()
+        }
         _ => "/".to_owned(),
     }
 }

@@ -36,7 +36,9 @@ struct HomePage {
 /// `/`: my organizations, or the sign-in page.
 #[get("/")]
 async fn home(state: web::Data<AppState>, ctx: Ctx) -> Result<HttpResponse, AppError> {
-    let Some(user) = ctx.user.clone() else { return Ok(see_other("/signin")) };
+    let Some(user) = ctx.user.clone() else {
+        return Ok(see_other("/signin"));
+    };
     let list = with_conn(&state.pool, move |c| Ok(orgs::orgs_of_user(c, &user.id)?)).await?;
     let orgs = list
         .into_iter()
@@ -63,10 +65,12 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let result = with_conn(&state.pool, |c| Ok(crate::mail::queue_counts(c)?)).await;
     match result {
         Ok(counts) => {
-            let mail: serde_json::Map<String, serde_json::Value> = counts.into_iter().map(|(s, n)| (s, n.into())).collect();
+            let mail: serde_json::Map<String, serde_json::Value> =
+                counts.into_iter().map(|(s, n)| (s, n.into())).collect();
             HttpResponse::Ok().json(serde_json::json!({ "status": "ready", "database": "ok", "mail": mail }))
         }
-        Err(_) => HttpResponse::ServiceUnavailable().json(serde_json::json!({ "status": "unavailable", "database": "unreachable" })),
+        Err(_) => HttpResponse::ServiceUnavailable()
+            .json(serde_json::json!({ "status": "unavailable", "database": "unreachable" })),
     }
 }
 
@@ -87,7 +91,11 @@ struct LangForm {
 
 /// The language switch: remembered in a cookie, and on the account when signed in.
 #[post("/lang")]
-async fn switch_language(state: web::Data<AppState>, session: Session, form: web::Form<LangForm>) -> Result<HttpResponse, AppError> {
+async fn switch_language(
+    state: web::Data<AppState>,
+    session: Session,
+    form: web::Form<LangForm>,
+) -> Result<HttpResponse, AppError> {
     let lang = Lang::parse(&form.lang).ok_or_else(|| AppError::BadRequest("unknown language".into()))?;
     if let Some(user) = current_user(&session) {
         with_conn(&state.pool, move |c| Ok(accounts::set_language(c, &user.id, lang.code())?)).await?;

@@ -11,7 +11,12 @@ use crate::redeem::invite_by_email;
 async fn invite_form_keeps_input_on_errors(app: TestApp) {
     let admin = app.admin().await;
     let long = "x".repeat(2001);
-    let res = admin.post("/o/acme/admin/invite", &[("email", "not-an-address"), ("display_name", "Dana"), ("message", &long), ("send_email", "on")]).await;
+    let res = admin
+        .post(
+            "/o/acme/admin/invite",
+            &[("email", "not-an-address"), ("display_name", "Dana"), ("message", &long), ("send_email", "on")],
+        )
+        .await;
     assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let body = res.text().await.unwrap();
     assert!(body.contains("Enter a valid email address"));
@@ -94,11 +99,15 @@ async fn guest_page_shows_delivery_and_removal_ends_sessions(app: TestApp) {
     let mid: String = app.with_conn(|c| invitations::table.select(invitations::membership_id).first(c).unwrap());
     let (status, body) = admin.get_text(&format!("/o/acme/admin/users/{mid}")).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(body.contains("Pending acceptance") && body.contains("Resend invitation") && body.contains("Revoke invitation"));
+    assert!(
+        body.contains("Pending acceptance") && body.contains("Resend invitation") && body.contains("Revoke invitation")
+    );
     assert!(body.contains("Sent"), "delivery state shown");
 
     let guest = app.browser();
-    guest.post(&format!("{link}/register"), &[("display_name", "Pat"), ("password", PASSWORD), ("confirm", PASSWORD)]).await;
+    guest
+        .post(&format!("{link}/register"), &[("display_name", "Pat"), ("password", PASSWORD), ("confirm", PASSWORD)])
+        .await;
     guest.post(&format!("{link}/accept"), &[]).await;
     assert_eq!(guest.get("/o/acme/apps").await.status(), StatusCode::OK);
     let res = admin.post(&format!("/o/acme/admin/users/{mid}/remove"), &[]).await;
@@ -123,13 +132,31 @@ async fn settings_validate_and_save(app: TestApp) {
     assert_eq!(status, StatusCode::OK);
     assert!(body.contains("value=\"14\""));
     let res = admin
-        .post("/o/acme/admin/settings", &[("name", "Acme"), ("privacy_url", "ftp://x"), ("default_language", "fr"), ("invite_lifetime_days", "91"), ("redirect_allowlist", "http://partner.test")])
+        .post(
+            "/o/acme/admin/settings",
+            &[
+                ("name", "Acme"),
+                ("privacy_url", "ftp://x"),
+                ("default_language", "fr"),
+                ("invite_lifetime_days", "91"),
+                ("redirect_allowlist", "http://partner.test"),
+            ],
+        )
         .await;
     assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let body = res.text().await.unwrap();
     assert!(body.contains("from 1 to 90") && body.contains("https://") && body.contains("value=\"91\""));
     let res = admin
-        .post("/o/acme/admin/settings", &[("name", "Acme Europe"), ("privacy_url", ""), ("default_language", "fr"), ("invite_lifetime_days", "30"), ("redirect_allowlist", "https://a.test/path\nhttps://a.test\nhttp://localhost:3000")])
+        .post(
+            "/o/acme/admin/settings",
+            &[
+                ("name", "Acme Europe"),
+                ("privacy_url", ""),
+                ("default_language", "fr"),
+                ("invite_lifetime_days", "30"),
+                ("redirect_allowlist", "https://a.test/path\nhttps://a.test\nhttp://localhost:3000"),
+            ],
+        )
         .await;
     assert_eq!(location(&res), "/o/acme/admin/settings?saved=1");
     let org = app.with_conn(|c| vestibule::services::orgs::find_by_slug(c, "acme").unwrap().unwrap());
@@ -146,7 +173,16 @@ async fn settings_validate_and_save(app: TestApp) {
 async fn french_org_sends_french_email(app: TestApp) {
     let admin = app.admin().await;
     admin
-        .post("/o/acme/admin/settings", &[("name", "Acme Corp"), ("privacy_url", ""), ("default_language", "fr"), ("invite_lifetime_days", "14"), ("redirect_allowlist", "")])
+        .post(
+            "/o/acme/admin/settings",
+            &[
+                ("name", "Acme Corp"),
+                ("privacy_url", ""),
+                ("default_language", "fr"),
+                ("invite_lifetime_days", "14"),
+                ("redirect_allowlist", ""),
+            ],
+        )
         .await;
     invite_by_email(&app, &admin, "jean@partenaire.test").await;
     let mail = app.smtp.wait_for("jean@partenaire.test").await;
@@ -156,7 +192,16 @@ async fn french_org_sends_french_email(app: TestApp) {
     // A guest whose browser prefers French sees the landing page in French.
     let guest = app.browser();
     let link = crate::helpers::path_of(&mail.redeem_link());
-    let body = guest.client.get(format!("{}{link}", app.base)).header("Accept-Language", "fr-FR,fr;q=0.9").send().await.unwrap().text().await.unwrap();
+    let body = guest
+        .client
+        .get(format!("{}{link}", app.base))
+        .header("Accept-Language", "fr-FR,fr;q=0.9")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(body.contains("lang=\"fr\""));
     assert!(body.contains("Créer votre compte") || body.contains("Créez votre compte"), "{body}");
 }
@@ -164,7 +209,13 @@ async fn french_org_sends_french_email(app: TestApp) {
 async fn other_orgs_console_is_not_found(app: TestApp) {
     let admin = app.admin().await;
     app.create_org("Globex", "globex", "boss@globex.test");
-    for path in ["/o/globex/admin", "/o/globex/admin/users", "/o/globex/admin/invite", "/o/globex/admin/settings", "/o/nope/admin"] {
+    for path in [
+        "/o/globex/admin",
+        "/o/globex/admin/users",
+        "/o/globex/admin/invite",
+        "/o/globex/admin/settings",
+        "/o/nope/admin",
+    ] {
         assert_eq!(admin.get(path).await.status(), StatusCode::NOT_FOUND, "{path}");
     }
     let res = admin.post("/o/globex/admin/invite", &[("email", "x@y.test")]).await;

@@ -57,9 +57,7 @@ pub struct TestApp {
     pub base: String,
     pub pool: Pool,
     pub smtp: SmtpSink,
-    pub db: Db,
     pub setup_link: Option<String>,
-    pub data_dir: std::path::PathBuf,
     _pg: Option<PgDatabase>,
     _dir: tempfile::TempDir,
 }
@@ -107,10 +105,10 @@ impl TestApp {
             ("mail_from", "Vestibule <no-reply@vestibule.test>".to_string()),
             ("log", "warn".to_string()),
         ];
-        let mut settings = Settings::from_values(&values.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()).unwrap();
+        let mut settings =
+            Settings::from_values(&values.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()).unwrap();
         settings.workers = 2;
         settings.mail_poll_ms = 100;
-        let data_dir = settings.data_dir.clone();
         let app = Application::build_with_listener(settings, listener).expect("build app");
         let pool = app.pool.clone();
         let setup_link = app.setup_link.clone();
@@ -120,7 +118,7 @@ impl TestApp {
             Some(s) => s,
             None => SmtpSink::placeholder(smtp_port),
         };
-        Some(TestApp { base, pool, smtp, db, setup_link, data_dir, _pg: pg, _dir: dir })
+        Some(TestApp { base, pool, smtp, setup_link, _pg: pg, _dir: dir })
     }
 
     /// A fresh browser with its own cookie jar.
@@ -193,8 +191,7 @@ impl Browser {
 
     /// GET a path (or a full URL).
     pub async fn get(&self, path: &str) -> Response {
-        let res = self.client.get(self.url(path)).send().await.unwrap();
-        res
+        self.client.get(self.url(path)).send().await.unwrap()
     }
 
     /// GET and return status and body text.

@@ -10,7 +10,9 @@ use crate::helpers::{Db, Options, PASSWORD, TestApp};
 use crate::smtp::SmtpSink;
 
 async fn delivered_once_smtp_is_back(db: Db) {
-    let Some(mut app) = TestApp::start_with(db, Options { smtp_down: true }).await else { return };
+    let Some(mut app) = TestApp::start_with(db, Options { smtp_down: true }).await else {
+        return;
+    };
     app.create_org("Acme Corp", "acme", "admin@acme.test");
     let admin = app.browser();
     admin.sign_in("admin@acme.test", PASSWORD).await;
@@ -20,8 +22,9 @@ async fn delivered_once_smtp_is_back(db: Db) {
     // The worker tries, fails, and schedules a retry with the error recorded.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let (status, attempts, error): (String, i64, Option<String>) =
-            app.with_conn(|c| outbox::table.select((outbox::status, outbox::attempts, outbox::last_error)).first(c).unwrap());
+        let (status, attempts, error): (String, i64, Option<String>) = app.with_conn(|c| {
+            outbox::table.select((outbox::status, outbox::attempts, outbox::last_error)).first(c).unwrap()
+        });
         if attempts >= 1 && error.is_some() {
             assert_eq!(status, "queued", "a connection failure is transient");
             break;
@@ -29,7 +32,12 @@ async fn delivered_once_smtp_is_back(db: Db) {
         assert!(tokio::time::Instant::now() < deadline, "no delivery attempt recorded");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let mid: String = app.with_conn(|c| vestibule::db::schema::invitations::table.select(vestibule::db::schema::invitations::membership_id).first(c).unwrap());
+    let mid: String = app.with_conn(|c| {
+        vestibule::db::schema::invitations::table
+            .select(vestibule::db::schema::invitations::membership_id)
+            .first(c)
+            .unwrap()
+    });
     let (_, page) = admin.get_text(&format!("/o/acme/admin/users/{mid}")).await;
     assert!(page.contains("Last delivery error"), "the guest page shows the failure: {page}");
 
@@ -39,8 +47,9 @@ async fn delivered_once_smtp_is_back(db: Db) {
     assert!(mail.redeem_link().contains("/redeem/"));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let (text, html) = loop {
-        let (status, text, html): (String, Option<String>, Option<String>) =
-            app.with_conn(|c| outbox::table.select((outbox::status, outbox::body_text, outbox::body_html)).first(c).unwrap());
+        let (status, text, html): (String, Option<String>, Option<String>) = app.with_conn(|c| {
+            outbox::table.select((outbox::status, outbox::body_text, outbox::body_html)).first(c).unwrap()
+        });
         if status == "sent" {
             break (text, html);
         }
@@ -70,11 +79,19 @@ async fn expired_lease_is_reclaimed() {
     crate::redeem::invite_by_email(&app, &admin, "pat@partner.test").await;
     app.with_conn(|c| {
         diesel::update(outbox::table)
-            .set((outbox::status.eq("sending"), outbox::lease_until.eq(Some(vestibule::db::now() + time::Duration::minutes(5))), outbox::body_text.eq(Some("x")), outbox::body_html.eq(Some("x"))))
+            .set((
+                outbox::status.eq("sending"),
+                outbox::lease_until.eq(Some(vestibule::db::now() + time::Duration::minutes(5))),
+                outbox::body_text.eq(Some("x")),
+                outbox::body_html.eq(Some("x")),
+            ))
             .execute(c)
             .unwrap();
         assert!(vestibule::mail::worker::claim(c, 10).unwrap().is_empty(), "a live lease is respected");
-        diesel::update(outbox::table).set(outbox::lease_until.eq(Some(vestibule::db::now() - time::Duration::seconds(1)))).execute(c).unwrap();
+        diesel::update(outbox::table)
+            .set(outbox::lease_until.eq(Some(vestibule::db::now() - time::Duration::seconds(1))))
+            .execute(c)
+            .unwrap();
         let claimed = vestibule::mail::worker::claim(c, 10).unwrap();
         assert_eq!(claimed.len(), 1);
         assert_eq!(claimed[0].status, "sending");

@@ -10,7 +10,16 @@ use crate::on_both_databases;
 /// Invites `email` from the admin console with the email ticked; returns the redeem path from the mail.
 pub async fn invite_by_email(app: &TestApp, admin: &Browser, email: &str) -> String {
     let res = admin
-        .post("/o/acme/admin/invite", &[("email", email), ("display_name", "Pat Partner"), ("message", "Welcome <b>aboard</b>!\nSee you."), ("user_type", "Guest"), ("send_email", "on")])
+        .post(
+            "/o/acme/admin/invite",
+            &[
+                ("email", email),
+                ("display_name", "Pat Partner"),
+                ("message", "Welcome <b>aboard</b>!\nSee you."),
+                ("user_type", "Guest"),
+                ("send_email", "on"),
+            ],
+        )
         .await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER, "invite failed: {}", res.text().await.unwrap());
     let n = app.smtp.count_for(email) + 1;
@@ -46,7 +55,10 @@ async fn new_guest_redeems_from_the_email(app: TestApp) {
     assert!(text.contains("has not provided a privacy statement"));
     assert!(text.contains("Accept only invitations you expected"));
     let html = mail.html();
-    assert!(html.contains("Welcome &#60;b&#62;aboard&#60;/b&#62;!") && !html.contains("<b>aboard"), "message escaped in HTML");
+    assert!(
+        html.contains("Welcome &#60;b&#62;aboard&#60;/b&#62;!") && !html.contains("<b>aboard"),
+        "message escaped in HTML"
+    );
     assert!(html.contains("Get started"));
 
     // Opening the link changes nothing (GET and HEAD are harmless) and shows the inviter and message.
@@ -61,14 +73,21 @@ async fn new_guest_redeems_from_the_email(app: TestApp) {
     assert_eq!(membership_state(&app, "pat@partner.test"), "PendingAcceptance");
 
     // A weak password is refused with the input kept.
-    let res = guest.post(&format!("{link}/register"), &[("display_name", "Pat P."), ("password", "password1234"), ("confirm", "password1234")]).await;
+    let res = guest
+        .post(
+            &format!("{link}/register"),
+            &[("display_name", "Pat P."), ("password", "password1234"), ("confirm", "password1234")],
+        )
+        .await;
     assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let body = res.text().await.unwrap();
     assert!(body.contains("too common"));
     assert!(body.contains("value=\"Pat P.\""));
 
     // Until consent, the guest has no rights in the org.
-    let res = guest.post(&format!("{link}/register"), &[("display_name", "Pat P."), ("password", PASSWORD), ("confirm", PASSWORD)]).await;
+    let res = guest
+        .post(&format!("{link}/register"), &[("display_name", "Pat P."), ("password", PASSWORD), ("confirm", PASSWORD)])
+        .await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&res), format!("{link}/consent"));
     assert_eq!(guest.get("/o/acme/apps").await.status(), StatusCode::NOT_FOUND);
@@ -106,7 +125,14 @@ async fn new_guest_redeems_from_the_email(app: TestApp) {
     let actions: Vec<String> = app.with_conn(|c| {
         vestibule::db::schema::audit_events::table.select(vestibule::db::schema::audit_events::action).load(c).unwrap()
     });
-    for a in ["organization.created", "signin.succeeded", "invitation.created", "account.created", "invitation.redeemed", "consent.given"] {
+    for a in [
+        "organization.created",
+        "signin.succeeded",
+        "invitation.created",
+        "account.created",
+        "invitation.redeemed",
+        "consent.given",
+    ] {
         assert!(actions.iter().any(|x| x == a), "missing audit {a}: {actions:?}");
     }
 }
@@ -160,9 +186,13 @@ async fn disclosed_link_needs_a_code(app: TestApp) {
     let (_, body) = guest.get_text(&link).await;
     assert!(body.contains("Email me a code"));
     // Registering straight away is not possible.
-    let res = guest.post(&format!("{link}/register"), &[("display_name", "Lee"), ("password", PASSWORD), ("confirm", PASSWORD)]).await;
+    let res = guest
+        .post(&format!("{link}/register"), &[("display_name", "Lee"), ("password", PASSWORD), ("confirm", PASSWORD)])
+        .await;
     assert_eq!(location(&res), link);
-    let has_password: Option<String> = app.with_conn(|c| users::table.filter(users::email.eq("lee@partner.test")).select(users::password_hash).first(c).unwrap());
+    let has_password: Option<String> = app.with_conn(|c| {
+        users::table.filter(users::email.eq("lee@partner.test")).select(users::password_hash).first(c).unwrap()
+    });
     assert!(has_password.is_none());
 
     let res = guest.post(&format!("{link}/code/send"), &[]).await;
@@ -180,7 +210,9 @@ async fn disclosed_link_needs_a_code(app: TestApp) {
     assert_eq!(location(&res), link);
     let (_, body) = guest.get_text(&link).await;
     assert!(body.contains("Create your account"));
-    let res = guest.post(&format!("{link}/register"), &[("display_name", "Lee"), ("password", PASSWORD), ("confirm", PASSWORD)]).await;
+    let res = guest
+        .post(&format!("{link}/register"), &[("display_name", "Lee"), ("password", PASSWORD), ("confirm", PASSWORD)])
+        .await;
     assert_eq!(location(&res), format!("{link}/consent"));
     let res = guest.post(&format!("{link}/accept"), &[]).await;
     assert_eq!(location(&res), "/o/acme/apps");
@@ -232,7 +264,9 @@ async fn expired_link_is_gone(app: TestApp) {
     let (status, body) = guest.get_text(&link).await;
     assert_eq!(status, StatusCode::GONE);
     assert!(body.contains("This invitation to Acme Corp has expired"));
-    let res = guest.post(&format!("{link}/register"), &[("display_name", "Pat"), ("password", PASSWORD), ("confirm", PASSWORD)]).await;
+    let res = guest
+        .post(&format!("{link}/register"), &[("display_name", "Pat"), ("password", PASSWORD), ("confirm", PASSWORD)])
+        .await;
     assert_eq!(res.status(), StatusCode::GONE);
 }
 
@@ -276,14 +310,18 @@ async fn fifty_simultaneous_accepts_make_one_membership(app: TestApp) {
     let admin = app.admin().await;
     let link = invite_by_email(&app, &admin, "pat@partner.test").await;
     let guest = std::sync::Arc::new(app.browser());
-    guest.post(&format!("{link}/register"), &[("display_name", "Pat"), ("password", PASSWORD), ("confirm", PASSWORD)]).await;
+    guest
+        .post(&format!("{link}/register"), &[("display_name", "Pat"), ("password", PASSWORD), ("confirm", PASSWORD)])
+        .await;
     let token = guest.csrf().await;
     let mut tasks = Vec::new();
     for _ in 0..50 {
         let g = guest.clone();
         let url = format!("{}{link}/accept", app.base);
         let token = token.clone();
-        tasks.push(tokio::spawn(async move { g.client.post(url).form(&[("csrf_token", token.as_str())]).send().await.unwrap().status() }));
+        tasks.push(tokio::spawn(async move {
+            g.client.post(url).form(&[("csrf_token", token.as_str())]).send().await.unwrap().status()
+        }));
     }
     let mut statuses = Vec::new();
     for t in tasks {
@@ -309,25 +347,43 @@ async fn redirect_goes_to_the_allowed_target(app: TestApp) {
     let res = admin
         .post(
             "/o/acme/admin/settings",
-            &[("name", "Acme Corp"), ("privacy_url", "https://acme.test/privacy"), ("default_language", "en"), ("invite_lifetime_days", "7"), ("redirect_allowlist", "https://wiki.acme.test\n")],
+            &[
+                ("name", "Acme Corp"),
+                ("privacy_url", "https://acme.test/privacy"),
+                ("default_language", "en"),
+                ("invite_lifetime_days", "7"),
+                ("redirect_allowlist", "https://wiki.acme.test\n"),
+            ],
         )
         .await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     // Not on the list: refused with the input kept.
-    let res = admin.post("/o/acme/admin/invite", &[("email", "pat@partner.test"), ("redirect_url", "https://evil.test/x"), ("send_email", "on")]).await;
+    let res = admin
+        .post(
+            "/o/acme/admin/invite",
+            &[("email", "pat@partner.test"), ("redirect_url", "https://evil.test/x"), ("send_email", "on")],
+        )
+        .await;
     assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let body = res.text().await.unwrap();
     assert!(body.contains("redirect allow-list") && body.contains("value=\"https://evil.test/x\""));
     let count: i64 = app.with_conn(|c| invitations::table.count().get_result(c).unwrap());
     assert_eq!(count, 0, "nothing half-done stays");
-    let res = admin.post("/o/acme/admin/invite", &[("email", "pat@partner.test"), ("redirect_url", "https://wiki.acme.test/start"), ("send_email", "on")]).await;
+    let res = admin
+        .post(
+            "/o/acme/admin/invite",
+            &[("email", "pat@partner.test"), ("redirect_url", "https://wiki.acme.test/start"), ("send_email", "on")],
+        )
+        .await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     let mail = app.smtp.wait_for("pat@partner.test").await;
     assert!(mail.text().contains("https://wiki.acme.test/start"));
     assert!(mail.text().contains("https://acme.test/privacy"));
     let link = path_of(&mail.redeem_link());
     let guest = app.browser();
-    guest.post(&format!("{link}/register"), &[("display_name", "Pat"), ("password", PASSWORD), ("confirm", PASSWORD)]).await;
+    guest
+        .post(&format!("{link}/register"), &[("display_name", "Pat"), ("password", PASSWORD), ("confirm", PASSWORD)])
+        .await;
     let (_, consent) = guest.get_text(&format!("{link}/consent")).await;
     assert!(consent.contains("https://acme.test/privacy"));
     let res = guest.post(&format!("{link}/accept"), &[]).await;

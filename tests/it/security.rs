@@ -50,7 +50,11 @@ async fn sign_in_answers_alike_and_throttles(app: TestApp) {
     let (s2, body2) = (known.status(), known.text().await.unwrap());
     assert_eq!(s1, StatusCode::UNAUTHORIZED);
     assert_eq!(s1, s2);
-    assert_eq!(body1.replace("nobody@acme.test", "X"), body2.replace("admin@acme.test", "X"), "same page for unknown and known accounts");
+    assert_eq!(
+        body1.replace("nobody@acme.test", "X"),
+        body2.replace("admin@acme.test", "X"),
+        "same page for unknown and known accounts"
+    );
     for _ in 0..4 {
         b.post("/signin", &[("email", "admin@acme.test"), ("password", "whatever password")]).await;
     }
@@ -78,16 +82,33 @@ async fn sessions_are_server_side_and_end_at_sign_out(app: TestApp) {
     let n: i64 = app.with_conn(|c| sessions::table.count().get_result(c).unwrap());
     assert_eq!(n, 1);
     // A stolen cookie stops working once the row is gone (idle timeout, sign-out elsewhere...).
-    app.with_conn(|c| diesel::update(sessions::table).set(sessions::expires_at.eq(vestibule::db::now() - time::Duration::seconds(1))).execute(c).unwrap());
+    app.with_conn(|c| {
+        diesel::update(sessions::table)
+            .set(sessions::expires_at.eq(vestibule::db::now() - time::Duration::seconds(1)))
+            .execute(c)
+            .unwrap()
+    });
     assert_eq!(admin.get("/o/acme/admin").await.status(), StatusCode::SEE_OTHER);
     admin.sign_in("admin@acme.test", PASSWORD).await;
     // Absolute timeout: 12 hours after sign-in, however active.
-    app.with_conn(|c| diesel::update(sessions::table).set(sessions::created_at.eq(vestibule::db::now() - time::Duration::hours(13))).execute(c).unwrap());
+    app.with_conn(|c| {
+        diesel::update(sessions::table)
+            .set(sessions::created_at.eq(vestibule::db::now() - time::Duration::hours(13)))
+            .execute(c)
+            .unwrap()
+    });
     assert_eq!(admin.get("/o/acme/admin").await.status(), StatusCode::SEE_OTHER);
     admin.sign_in("admin@acme.test", PASSWORD).await;
     let res = admin.post("/signout", &[]).await;
     assert_eq!(location(&res), "/signin");
-    let live: i64 = app.with_conn(|c| sessions::table.filter(sessions::expires_at.gt(vestibule::db::now())).filter(sessions::created_at.gt(vestibule::db::now() - time::Duration::hours(12))).count().get_result(c).unwrap());
+    let live: i64 = app.with_conn(|c| {
+        sessions::table
+            .filter(sessions::expires_at.gt(vestibule::db::now()))
+            .filter(sessions::created_at.gt(vestibule::db::now() - time::Duration::hours(12)))
+            .count()
+            .get_result(c)
+            .unwrap()
+    });
     assert_eq!(live, 0);
     assert_eq!(admin.get("/o/acme/admin").await.status(), StatusCode::SEE_OTHER);
 }
@@ -114,7 +135,8 @@ async fn headers_and_error_pages(app: TestApp) {
     assert!(body.contains("\"database\":\"ok\""));
     // Open redirects through ?next= are refused.
     app.create_org("Acme Corp", "acme", "admin@acme.test");
-    let res = b.post("/signin", &[("email", "admin@acme.test"), ("password", PASSWORD), ("next", "//evil.test/x")]).await;
+    let res =
+        b.post("/signin", &[("email", "admin@acme.test"), ("password", PASSWORD), ("next", "//evil.test/x")]).await;
     assert_eq!(location(&res), "/");
 }
 
@@ -134,7 +156,16 @@ async fn language_switch_is_remembered(app: TestApp) {
     assert_eq!(lang.as_deref(), Some("fr"));
     // Accept-Language decides for a newcomer.
     let b = app.browser();
-    let body = b.client.get(format!("{}/signin", app.base)).header("Accept-Language", "fr-CA, en;q=0.5").send().await.unwrap().text().await.unwrap();
+    let body = b
+        .client
+        .get(format!("{}/signin", app.base))
+        .header("Accept-Language", "fr-CA, en;q=0.5")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(body.contains("Se connecter"));
 }
 

@@ -15,10 +15,36 @@ async fn setup_link_creates_the_first_org_once(app: TestApp) {
     assert_eq!(status, StatusCode::OK);
     assert!(body.contains("Create organization"));
     // Errors keep the input.
-    let res = b.post("/setup", &[("token", &token), ("name", "Initech"), ("slug", ""), ("admin_name", "Bill"), ("admin_email", "bill@initech.test"), ("password", "short"), ("confirm", "short")]).await;
+    let res = b
+        .post(
+            "/setup",
+            &[
+                ("token", &token),
+                ("name", "Initech"),
+                ("slug", ""),
+                ("admin_name", "Bill"),
+                ("admin_email", "bill@initech.test"),
+                ("password", "short"),
+                ("confirm", "short"),
+            ],
+        )
+        .await;
     assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert!(res.text().await.unwrap().contains("value=\"bill@initech.test\""));
-    let res = b.post("/setup", &[("token", &token), ("name", "Initech"), ("slug", ""), ("admin_name", "Bill"), ("admin_email", "bill@initech.test"), ("password", PASSWORD), ("confirm", PASSWORD)]).await;
+    let res = b
+        .post(
+            "/setup",
+            &[
+                ("token", &token),
+                ("name", "Initech"),
+                ("slug", ""),
+                ("admin_name", "Bill"),
+                ("admin_email", "bill@initech.test"),
+                ("password", PASSWORD),
+                ("confirm", PASSWORD),
+            ],
+        )
+        .await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&res), "/o/initech/admin");
     assert_eq!(b.get("/o/initech/admin").await.status(), StatusCode::OK);

@@ -33,7 +33,9 @@ impl SmtpSink {
         let (m, n) = (mails.clone(), notify.clone());
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { break };
+                let Ok((stream, _)) = listener.accept().await else {
+                    break;
+                };
                 let (m, n) = (m.clone(), n.clone());
                 tokio::spawn(async move {
                     let _ = session(stream, m, n).await;
@@ -45,12 +47,12 @@ impl SmtpSink {
 
     /// A sink that listens nowhere (the SMTP server is "down"); replace it with [`SmtpSink::start`].
     pub fn dead(port: u16) -> SmtpSink {
-        SmtpSink { port, mails: Arc::new(Mutex::new(Vec::new())), notify: Arc::new(Notify::new()), task: tokio::spawn(async {}) }
-    }
-
-    /// Stops listening (connections already open are dropped too).
-    pub fn stop(self) {
-        self.task.abort();
+        SmtpSink {
+            port,
+            mails: Arc::new(Mutex::new(Vec::new())),
+            notify: Arc::new(Notify::new()),
+            task: tokio::spawn(async {}),
+        }
     }
 
     /// Everything received so far.
@@ -62,7 +64,8 @@ impl SmtpSink {
     pub async fn wait_for_nth(&self, to: &str, n: usize) -> Mail {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
-            let found: Vec<Mail> = self.all().into_iter().filter(|m| m.rcpt.iter().any(|r| r.eq_ignore_ascii_case(to))).collect();
+            let found: Vec<Mail> =
+                self.all().into_iter().filter(|m| m.rcpt.iter().any(|r| r.eq_ignore_ascii_case(to))).collect();
             if found.len() >= n {
                 return found[n - 1].clone();
             }
@@ -84,7 +87,11 @@ impl SmtpSink {
     }
 }
 
-async fn session(stream: tokio::net::TcpStream, mails: Arc<Mutex<Vec<Mail>>>, notify: Arc<Notify>) -> std::io::Result<()> {
+async fn session(
+    stream: tokio::net::TcpStream,
+    mails: Arc<Mutex<Vec<Mail>>>,
+    notify: Arc<Notify>,
+) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);
     write.write_all(b"220 sink ESMTP ready\r\n").await?;
@@ -99,7 +106,11 @@ async fn session(stream: tokio::net::TcpStream, mails: Arc<Mutex<Vec<Mail>>>, no
         let upper = cmd.to_ascii_uppercase();
         if upper.starts_with("EHLO") {
             write.write_all(b"250-sink\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n").await?;
-        } else if upper.starts_with("HELO") || upper.starts_with("MAIL FROM") || upper.starts_with("RSET") || upper.starts_with("NOOP") {
+        } else if upper.starts_with("HELO")
+            || upper.starts_with("MAIL FROM")
+            || upper.starts_with("RSET")
+            || upper.starts_with("NOOP")
+        {
             if upper.starts_with("RSET") {
                 rcpt.clear();
             }
@@ -135,6 +146,12 @@ async fn session(stream: tokio::net::TcpStream, mails: Arc<Mutex<Vec<Mail>>>, no
     }
 }
 
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 impl Mail {
     fn split_head(raw: &str) -> (&str, &str) {
         raw.split_once("\r\n\r\n").or_else(|| raw.split_once("\n\n")).unwrap_or((raw, ""))
@@ -158,7 +175,10 @@ impl Mail {
     fn part(&self, mime: &str) -> String {
         let (head, body) = Self::split_head(&self.raw);
         let ctype = header_in(head, "Content-Type").unwrap_or_default();
-        let boundary = ctype.split("boundary=").nth(1).map(|b| b.trim_matches('"').split(';').next().unwrap_or("").trim_matches('"').to_string());
+        let boundary = ctype
+            .split("boundary=")
+            .nth(1)
+            .map(|b| b.trim_matches('"').split(';').next().unwrap_or("").trim_matches('"').to_string());
         let Some(boundary) = boundary else {
             return decode_body(head, body);
         };
@@ -185,11 +205,11 @@ impl Mail {
 fn header_in(head: &str, name: &str) -> Option<String> {
     let mut unfolded: Vec<String> = Vec::new();
     for line in head.lines() {
-        if line.starts_with(' ') || line.starts_with('\t') {
-            if let Some(last) = unfolded.last_mut() {
-                last.push_str(line.trim_start());
-                continue;
-            }
+        if (line.starts_with(' ') || line.starts_with('\t'))
+            && let Some(last) = unfolded.last_mut()
+        {
+            last.push_str(line.trim_start());
+            continue;
         }
         unfolded.push(line.trim_end_matches('\r').to_string());
     }
@@ -236,9 +256,12 @@ fn decode_body(head: &str, body: &str) -> String {
     match cte.as_str() {
         "base64" => {
             let compact: String = body.chars().filter(|c| !c.is_whitespace()).collect();
-            String::from_utf8_lossy(&base64::engine::general_purpose::STANDARD.decode(compact).unwrap_or_default()).into_owned()
+            String::from_utf8_lossy(&base64::engine::general_purpose::STANDARD.decode(compact).unwrap_or_default())
+                .into_owned()
         }
-        "quoted-printable" => String::from_utf8_lossy(&qp_decode(&body.replace("=\r\n", "").replace("=\n", ""))).into_owned(),
+        "quoted-printable" => {
+            String::from_utf8_lossy(&qp_decode(&body.replace("=\r\n", "").replace("=\n", ""))).into_owned()
+        }
         _ => body.replace("\r\n", "\n"),
     }
     .replace("\r\n", "\n")
@@ -249,12 +272,13 @@ fn qp_decode(s: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'=' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
+        if b[i] == b'='
+            && i + 2 < b.len()
+            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(v);
+            i += 3;
+            continue;
         }
         out.push(b[i]);
         i += 1;

@@ -60,17 +60,45 @@ struct LinkPage {
 }
 
 #[get("/o/{org}/admin/invite")]
-async fn invite_page(state: web::Data<AppState>, ctx: Ctx, user: SignedIn, slug: web::Path<String>) -> Result<HttpResponse, AppError> {
+async fn invite_page(
+    state: web::Data<AppState>,
+    ctx: Ctx,
+    user: SignedIn,
+    slug: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
     let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
-    ok(&InvitePage { ctx, org, section: "invite", form: InviteForm::default(), errors: Errors::default(), submitted: false, notice: None })
+    ok(&InvitePage {
+        ctx,
+        org,
+        section: "invite",
+        form: InviteForm::default(),
+        errors: Errors::default(),
+        submitted: false,
+        notice: None,
+    })
 }
 
 #[post("/o/{org}/admin/invite")]
-async fn invite(req: HttpRequest, state: web::Data<AppState>, ctx: Ctx, user: SignedIn, slug: web::Path<String>, form: web::Form<InviteForm>) -> Result<HttpResponse, AppError> {
+async fn invite(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    ctx: Ctx,
+    user: SignedIn,
+    slug: web::Path<String>,
+    form: web::Form<InviteForm>,
+) -> Result<HttpResponse, AppError> {
     let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
     let form = form.into_inner();
     let show_errors = |ctx: Ctx, org: Organization, errors: FieldErrors, form: InviteForm| {
-        invalid(&InvitePage { ctx, org, section: "invite", form, errors: Errors(errors), submitted: true, notice: None })
+        invalid(&InvitePage {
+            ctx,
+            org,
+            section: "invite",
+            form,
+            errors: Errors(errors),
+            submitted: true,
+            notice: None,
+        })
     };
     let input = InviteInput {
         email: form.email.clone(),
@@ -86,14 +114,22 @@ async fn invite(req: HttpRequest, state: web::Data<AppState>, ctx: Ctx, user: Si
         Err(errors) => return show_errors(ctx, org, errors, form),
     };
     let throttle_key = format!("inviter:{}", user.0.id);
-    if state.settings.throttle_enabled {
-        if let Some(wait) = state.throttles.invitations.check(&throttle_key) {
-            let mut page = InvitePage { ctx: ctx.clone(), org, section: "invite", form, errors: Errors::default(), submitted: true, notice: None };
-            page.notice = Some(ctx.tr.t("invite.too_many").to_owned());
-            let mut res = render(actix_web::http::StatusCode::TOO_MANY_REQUESTS, &page)?;
-            res.headers_mut().insert(actix_web::http::header::RETRY_AFTER, wait.into());
-            return Ok(res);
-        }
+    if state.settings.throttle_enabled
+        && let Some(wait) = state.throttles.invitations.check(&throttle_key)
+    {
+        let mut page = InvitePage {
+            ctx: ctx.clone(),
+            org,
+            section: "invite",
+            form,
+            errors: Errors::default(),
+            submitted: true,
+            notice: None,
+        };
+        page.notice = Some(ctx.tr.t("invite.too_many").to_owned());
+        let mut res = render(actix_web::http::StatusCode::TOO_MANY_REQUESTS, &page)?;
+        res.headers_mut().insert(actix_web::http::header::RETRY_AFTER, wait.into());
+        return Ok(res);
     }
     let act = actor(&req, Some(&user.0));
     let (uid, public_url, o) = (user.0.id.clone(), state.settings.public_url.clone(), org.clone());
@@ -105,7 +141,10 @@ async fn invite(req: HttpRequest, state: web::Data<AppState>, ctx: Ctx, user: Si
     match result {
         Ok(created) => {
             if created.existing {
-                return Ok(see_other(&format!("/o/{}/admin/users/{}?done=existing", org.slug, created.invitation.membership_id)));
+                return Ok(see_other(&format!(
+                    "/o/{}/admin/users/{}?done=existing",
+                    org.slug, created.invitation.membership_id
+                )));
             }
             state.throttles.invitations.record(&throttle_key);
             match created.redeem_url {
@@ -119,7 +158,10 @@ async fn invite(req: HttpRequest, state: web::Data<AppState>, ctx: Ctx, user: Si
                 }),
                 None => {
                     state.wake_mail();
-                    Ok(see_other(&format!("/o/{}/admin/users/{}?done=sent", org.slug, created.invitation.membership_id)))
+                    Ok(see_other(&format!(
+                        "/o/{}/admin/users/{}?done=sent",
+                        org.slug, created.invitation.membership_id
+                    )))
                 }
             }
         }

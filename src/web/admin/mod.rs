@@ -23,7 +23,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 /// The org and the caller's admin membership; 404 for everyone else, so that the console of
 /// an organization one does not administer does not even seem to exist.
-pub async fn require_admin(state: &web::Data<AppState>, slug: &str, user_id: &str) -> Result<(Organization, Membership), AppError> {
+pub async fn require_admin(
+    state: &web::Data<AppState>,
+    slug: &str,
+    user_id: &str,
+) -> Result<(Organization, Membership), AppError> {
     let (slug, uid) = (slug.to_owned(), user_id.to_owned());
     with_conn(&state.pool, move |c| {
         let org = orgs::find_by_slug(c, &slug)?.ok_or(AppError::NotFound)?;
@@ -37,7 +41,9 @@ pub async fn require_admin(state: &web::Data<AppState>, slug: &str, user_id: &st
 
 /// Counts for the console home: members, guests, pending.
 pub fn counts(conn: &mut crate::db::DbConnection, org_id: &str) -> QueryResult<(i64, i64, i64)> {
-    let base = || memberships::table.filter(memberships::org_id.eq(org_id.to_owned())).filter(memberships::removed_at.is_null());
+    let base = || {
+        memberships::table.filter(memberships::org_id.eq(org_id.to_owned())).filter(memberships::removed_at.is_null())
+    };
     let members = base().filter(memberships::user_type.eq("Member")).count().get_result(conn)?;
     let guests = base().filter(memberships::user_type.eq("Guest")).count().get_result(conn)?;
     let pending = base().filter(memberships::state.eq(state::PENDING)).count().get_result(conn)?;

@@ -48,7 +48,13 @@ struct SavedQuery {
 }
 
 #[get("/o/{org}/admin/settings")]
-async fn settings_page(state: web::Data<AppState>, ctx: Ctx, user: SignedIn, slug: web::Path<String>, q: web::Query<SavedQuery>) -> Result<HttpResponse, AppError> {
+async fn settings_page(
+    state: web::Data<AppState>,
+    ctx: Ctx,
+    user: SignedIn,
+    slug: web::Path<String>,
+    q: web::Query<SavedQuery>,
+) -> Result<HttpResponse, AppError> {
     let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
     let form = SettingsForm {
         name: org.name.clone(),
@@ -61,7 +67,14 @@ async fn settings_page(state: web::Data<AppState>, ctx: Ctx, user: SignedIn, slu
 }
 
 #[post("/o/{org}/admin/settings")]
-async fn save_settings(req: HttpRequest, state: web::Data<AppState>, ctx: Ctx, user: SignedIn, slug: web::Path<String>, form: web::Form<SettingsForm>) -> Result<HttpResponse, AppError> {
+async fn save_settings(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    ctx: Ctx,
+    user: SignedIn,
+    slug: web::Path<String>,
+    form: web::Form<SettingsForm>,
+) -> Result<HttpResponse, AppError> {
     let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
     let form = form.into_inner();
     let input = SettingsInput {
@@ -76,7 +89,9 @@ async fn save_settings(req: HttpRequest, state: web::Data<AppState>, ctx: Ctx, u
     let result = with_conn(&state.pool, move |c| Ok(orgs::update_settings(c, &o, &input, &act))).await?;
     match result {
         Ok(updated) => Ok(see_other(&format!("/o/{}/admin/settings?saved=1", updated.slug))),
-        Err(ServiceError::Invalid(errors)) => invalid(&SettingsPage { ctx, org, section: "settings", form, errors: Errors(errors), saved: false }),
+        Err(ServiceError::Invalid(errors)) => {
+            invalid(&SettingsPage { ctx, org, section: "settings", form, errors: Errors(errors), saved: false })
+        }
         Err(e) => Err(e.into()),
     }
 }

@@ -31,7 +31,12 @@ struct HomePage {
 }
 
 #[get("/o/{org}/admin")]
-async fn console_home(state: web::Data<AppState>, ctx: Ctx, user: SignedIn, slug: web::Path<String>) -> Result<HttpResponse, AppError> {
+async fn console_home(
+    state: web::Data<AppState>,
+    ctx: Ctx,
+    user: SignedIn,
+    slug: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
     let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
     let id = org.id.clone();
     let (members, guests, pending) = with_conn(&state.pool, move |c| Ok(counts(c, &id)?)).await?;
@@ -95,7 +100,13 @@ fn query_string(pairs: &[(&str, &str)]) -> String {
 
 /// The users list: filters, prefix search, keyset pagination (fast at any depth).
 #[get("/o/{org}/admin/users")]
-async fn list(state: web::Data<AppState>, ctx: Ctx, user: SignedIn, slug: web::Path<String>, q: web::Query<ListQuery>) -> Result<HttpResponse, AppError> {
+async fn list(
+    state: web::Data<AppState>,
+    ctx: Ctx,
+    user: SignedIn,
+    slug: web::Path<String>,
+    q: web::Query<ListQuery>,
+) -> Result<HttpResponse, AppError> {
     let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
     let user_type = q.user_type.clone().filter(|t| t == "Member" || t == "Guest").unwrap_or_default();
     let st = q.state.clone().filter(|s| s == state::PENDING || s == state::ACCEPTED).unwrap_or_default();
@@ -133,7 +144,18 @@ async fn list(state: web::Data<AppState>, ctx: Ctx, user: SignedIn, slug: web::P
         let cursor = encode_cursor(&at, &id);
         query_string(&[("q", &search), ("type", &user_type), ("state", &st), ("after", &cursor)])
     });
-    ok(&ListPage { ctx, org, section: "users", rows, q: search, user_type, state: st, base_query, next_query, has_prev })
+    ok(&ListPage {
+        ctx,
+        org,
+        section: "users",
+        rows,
+        q: search,
+        user_type,
+        state: st,
+        base_query,
+        next_query,
+        has_prev,
+    })
 }
 
 struct InvitationView {
@@ -185,7 +207,13 @@ fn notice_key(done: Option<&str>) -> Option<&'static str> {
 
 /// The guest page: profile, state, invitation and delivery, actions.
 #[get("/o/{org}/admin/users/{id}")]
-async fn detail(state: web::Data<AppState>, ctx: Ctx, user: SignedIn, path: web::Path<(String, String)>, q: web::Query<NoticeQuery>) -> Result<HttpResponse, AppError> {
+async fn detail(
+    state: web::Data<AppState>,
+    ctx: Ctx,
+    user: SignedIn,
+    path: web::Path<(String, String)>,
+    q: web::Query<NoticeQuery>,
+) -> Result<HttpResponse, AppError> {
     let (slug, id) = path.into_inner();
     let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
     let org_id = org.id.clone();
@@ -232,14 +260,26 @@ async fn detail(state: web::Data<AppState>, ctx: Ctx, user: SignedIn, path: web:
     })
 }
 
-async fn membership_of_invitation(state: &web::Data<AppState>, org_id: &str, invitation_id: &str) -> Result<String, AppError> {
+async fn membership_of_invitation(
+    state: &web::Data<AppState>,
+    org_id: &str,
+    invitation_id: &str,
+) -> Result<String, AppError> {
     let (o, i) = (org_id.to_owned(), invitation_id.to_owned());
-    with_conn(&state.pool, move |c| Ok(invitations::find_in_org(c, &o, &i)?.map(|inv| inv.membership_id).ok_or(AppError::NotFound)?)).await
+    with_conn(&state.pool, move |c| {
+        invitations::find_in_org(c, &o, &i)?.map(|inv| inv.membership_id).ok_or(AppError::NotFound)
+    })
+    .await
 }
 
 /// Resend: new token, clock restarted, old link dead.
 #[post("/o/{org}/admin/invitations/{id}/resend")]
-async fn resend(req: HttpRequest, state: web::Data<AppState>, user: SignedIn, path: web::Path<(String, String)>) -> Result<HttpResponse, AppError> {
+async fn resend(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    user: SignedIn,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, AppError> {
     let (slug, id) = path.into_inner();
     let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
     let membership_id = membership_of_invitation(&state, &org.id, &id).await?;
@@ -263,7 +303,12 @@ async fn resend(req: HttpRequest, state: web::Data<AppState>, user: SignedIn, pa
 
 /// Revoke a pending invitation.
 #[post("/o/{org}/admin/invitations/{id}/revoke")]
-async fn revoke(req: HttpRequest, state: web::Data<AppState>, user: SignedIn, path: web::Path<(String, String)>) -> Result<HttpResponse, AppError> {
+async fn revoke(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    user: SignedIn,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, AppError> {
     let (slug, id) = path.into_inner();
     let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
     let act = actor(&req, Some(&user.0));
@@ -278,7 +323,12 @@ async fn revoke(req: HttpRequest, state: web::Data<AppState>, user: SignedIn, pa
 
 /// Remove from the organization (soft delete; sessions end at once).
 #[post("/o/{org}/admin/users/{id}/remove")]
-async fn remove(req: HttpRequest, state: web::Data<AppState>, user: SignedIn, path: web::Path<(String, String)>) -> Result<HttpResponse, AppError> {
+async fn remove(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    user: SignedIn,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, AppError> {
     let (slug, id) = path.into_inner();
     let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
     let act = actor(&req, Some(&user.0));
