@@ -71,29 +71,43 @@ async fn delivered_once_smtp_is_back_postgres() {
     delivered_once_smtp_is_back(Db::Postgres).await;
 }
 
-/// A lease that ran out (a worker died mid-send) is claimed again; a live one is not.
+/// A lease that ran out (a worker died mid-send) is claimed again and the mail goes out;
+/// a live lease is respected.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_lease_is_reclaimed() {
     let app = TestApp::start(Db::Sqlite).await.unwrap();
     let admin = app.admin().await;
     crate::redeem::invite_by_email(&app, &admin, "pat@partner.test").await;
+    // The mail has arrived; wait until the worker has also recorded it as sent.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while app.with_conn(|c| outbox::table.select(outbox::status).first::<String>(c).unwrap()) != "sent" {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Pretend another worker claimed the row and is still sending it.
     app.with_conn(|c| {
         diesel::update(outbox::table)
             .set((
                 outbox::status.eq("sending"),
                 outbox::lease_until.eq(Some(vestibule::db::now() + time::Duration::minutes(5))),
-                outbox::body_text.eq(Some("x")),
-                outbox::body_html.eq(Some("x")),
+                outbox::body_text.eq(Some("Lease test")),
+                outbox::body_html.eq(Some("<p>Lease test</p>")),
             ))
             .execute(c)
             .unwrap();
         assert!(vestibule::mail::worker::claim(c, 10).unwrap().is_empty(), "a live lease is respected");
+    });
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(app.smtp.count_for("pat@partner.test"), 1, "nobody else sends a leased row");
+    // That worker died: its lease runs out and the running worker sends the mail.
+    app.with_conn(|c| {
         diesel::update(outbox::table)
             .set(outbox::lease_until.eq(Some(vestibule::db::now() - time::Duration::seconds(1))))
             .execute(c)
-            .unwrap();
-        let claimed = vestibule::mail::worker::claim(c, 10).unwrap();
-        assert_eq!(claimed.len(), 1);
-        assert_eq!(claimed[0].status, "sending");
+            .unwrap()
     });
+    let mail = app.smtp.wait_for_nth("pat@partner.test", 2).await;
+    assert!(mail.text().contains("Lease test"));
+    let message_ids: Vec<String> = app.smtp.all().iter().filter_map(|m| m.header("Message-ID")).collect();
+    assert_eq!(message_ids[0], message_ids[1], "a retried mail keeps its Message-ID");
 }
