@@ -46,6 +46,10 @@ fn main() -> anyhow::Result<()> {
                 accepted_at: None,
                 removed_at: None,
                 created_at: start + time::Duration::milliseconds(i as i64),
+                sponsor_id: None,
+                access_ends_at: None,
+                end_reminder_sent_at: None,
+                left_at: None,
             });
             new_users.push(user);
         }

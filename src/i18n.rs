@@ -1,6 +1,6 @@
 //! The translation catalogue: every user-visible string, in English and French.
 //!
-//! Catalogues are `locales/en.txt` and `locales/fr.txt`, one `key = text` per line, compiled
+//! Catalogues are `locales/en/*.txt` and `locales/fr/*.txt`, one `key = text` per line, compiled
 //! into the binary. Placeholders are `{name}`. A unit test checks that both catalogues hold the
 //! same keys and that every key used in templates and code exists.
 
@@ -68,17 +68,31 @@ impl Lang {
     }
 }
 
-fn parse_catalogue(text: &'static str) -> HashMap<&'static str, &'static str> {
-    text.lines()
+/// The catalogue files of each language, one per area of the product.
+const EN_FILES: &[&str] = &[
+    include_str!("../locales/en/core.txt"),
+    include_str!("../locales/en/collaboration.txt"),
+    include_str!("../locales/en/apps.txt"),
+    include_str!("../locales/en/account.txt"),
+];
+const FR_FILES: &[&str] = &[
+    include_str!("../locales/fr/core.txt"),
+    include_str!("../locales/fr/collaboration.txt"),
+    include_str!("../locales/fr/apps.txt"),
+    include_str!("../locales/fr/account.txt"),
+];
+
+fn parse_catalogue(files: &[&'static str]) -> HashMap<&'static str, &'static str> {
+    files
+        .iter()
+        .flat_map(|text| text.lines())
         .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
         .filter_map(|l| l.split_once(" = ").map(|(k, v)| (k.trim(), v)))
         .collect()
 }
 
-static EN: LazyLock<HashMap<&'static str, &'static str>> =
-    LazyLock::new(|| parse_catalogue(include_str!("../locales/en.txt")));
-static FR: LazyLock<HashMap<&'static str, &'static str>> =
-    LazyLock::new(|| parse_catalogue(include_str!("../locales/fr.txt")));
+static EN: LazyLock<HashMap<&'static str, &'static str>> = LazyLock::new(|| parse_catalogue(EN_FILES));
+static FR: LazyLock<HashMap<&'static str, &'static str>> = LazyLock::new(|| parse_catalogue(FR_FILES));
 
 /// Looks up strings in one language; cheap to copy into every template.
 #[derive(Debug, Clone, Copy, Default)]
@@ -165,6 +179,18 @@ mod tests {
         assert_eq!(Lang::from_accept_language("fr-CA,fr;q=0.9,en;q=0.8"), Some(Lang::Fr));
         assert_eq!(Lang::from_accept_language("de-DE,en;q=0.5,fr;q=0.7"), Some(Lang::Fr));
         assert_eq!(Lang::from_accept_language("de"), None);
+    }
+
+    #[test]
+    fn no_key_is_defined_twice() {
+        for files in [EN_FILES, FR_FILES] {
+            let mut seen = std::collections::HashSet::new();
+            for line in files.iter().flat_map(|t| t.lines()).filter(|l| !l.starts_with('#')) {
+                if let Some((k, _)) = line.split_once(" = ") {
+                    assert!(seen.insert(k.trim()), "key defined twice: {k}");
+                }
+            }
+        }
     }
 
     #[test]

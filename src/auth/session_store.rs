@@ -88,12 +88,15 @@ impl SessionStore for DbSessionStore {
         let json = serde_json::to_string(&state).map_err(|e| SaveError::Serialization(e.into()))?;
         let pool = self.pool.clone();
         let now = db::now();
+        let text = |k: &str| state.get(k).and_then(|v| serde_json::from_str::<String>(v).ok());
         let row = SessionRow {
             id_hash: hash,
             user_id: user_id_of(&state),
             state: json,
             created_at: now,
             expires_at: now + IDLE_TTL,
+            user_agent: text("ua"),
+            client_ip: text("ip"),
         };
         blocking(move || {
             let mut conn = pool.get()?;

@@ -17,6 +17,16 @@ pub struct Organization {
     pub invite_lifetime_days: i64,
     pub redirect_allowlist: String,
     pub created_at: PrimitiveDateTime,
+    /// Who may invite (Graph's `allowInvitesFrom` values).
+    pub invite_policy: String,
+    /// `none`, `allow` or `deny`.
+    pub domain_mode: String,
+    /// Domains of the allow- or deny-list, one per line.
+    pub domain_list: String,
+    /// Invitations one inviter may send per hour.
+    pub invites_per_hour: i64,
+    /// Guest access ends this many days after redemption (None: no end).
+    pub guest_access_days: Option<i64>,
 }
 
 impl Organization {
@@ -56,6 +66,14 @@ pub struct Membership {
     pub accepted_at: Option<PrimitiveDateTime>,
     pub removed_at: Option<PrimitiveDateTime>,
     pub created_at: PrimitiveDateTime,
+    /// Who answers for this guest (the inviter unless reassigned).
+    pub sponsor_id: Option<String>,
+    /// When access ends (the membership is then blocked).
+    pub access_ends_at: Option<PrimitiveDateTime>,
+    /// When the sponsor was reminded of the end date.
+    pub end_reminder_sent_at: Option<PrimitiveDateTime>,
+    /// When the person left by themselves.
+    pub left_at: Option<PrimitiveDateTime>,
 }
 
 /// An invitation; only the SHA-256 of its token is stored.
@@ -83,6 +101,12 @@ pub struct Invitation {
     pub expires_at: PrimitiveDateTime,
     pub accepted_at: Option<PrimitiveDateTime>,
     pub revoked_at: Option<PrimitiveDateTime>,
+    /// Groups the guest joins on redemption, comma-separated ids.
+    pub group_ids: String,
+    /// App the guest is assigned to and lands on.
+    pub app_id: Option<String>,
+    /// True for an "invite with reset" of an accepted guest.
+    pub reset: bool,
 }
 
 /// A queued, sent or failed email.
@@ -133,6 +157,8 @@ pub struct SessionRow {
     pub state: String,
     pub created_at: PrimitiveDateTime,
     pub expires_at: PrimitiveDateTime,
+    pub user_agent: Option<String>,
+    pub client_ip: Option<String>,
 }
 
 /// A one-time link (first-run setup, choose-a-password).
@@ -144,5 +170,51 @@ pub struct OneTimeLink {
     pub user_id: Option<String>,
     pub expires_at: PrimitiveDateTime,
     pub used_at: Option<PrimitiveDateTime>,
+    pub created_at: PrimitiveDateTime,
+}
+
+/// A group of people in an organization.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = org_groups)]
+pub struct Group {
+    pub id: String,
+    pub org_id: String,
+    pub name: String,
+    pub description: String,
+    pub created_at: PrimitiveDateTime,
+}
+
+/// A membership's place in a group.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = group_members)]
+pub struct GroupMember {
+    pub group_id: String,
+    pub membership_id: String,
+    pub is_owner: bool,
+    pub created_at: PrimitiveDateTime,
+}
+
+/// An application people of the org may use.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = apps)]
+pub struct App {
+    pub id: String,
+    pub org_id: String,
+    pub name: String,
+    pub url: String,
+    pub description: String,
+    pub icon: Option<Vec<u8>>,
+    pub icon_type: Option<String>,
+    pub created_at: PrimitiveDateTime,
+}
+
+/// An app given to a person (membership) or to a group.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = app_assignments)]
+pub struct AppAssignment {
+    pub id: String,
+    pub app_id: String,
+    pub membership_id: Option<String>,
+    pub group_id: Option<String>,
     pub created_at: PrimitiveDateTime,
 }

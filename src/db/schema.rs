@@ -11,6 +11,11 @@ diesel::table! {
         invite_lifetime_days -> BigInt,
         redirect_allowlist -> Text,
         created_at -> Timestamp,
+        invite_policy -> Text,
+        domain_mode -> Text,
+        domain_list -> Text,
+        invites_per_hour -> BigInt,
+        guest_access_days -> Nullable<BigInt>,
     }
 }
 
@@ -40,6 +45,10 @@ diesel::table! {
         accepted_at -> Nullable<Timestamp>,
         removed_at -> Nullable<Timestamp>,
         created_at -> Timestamp,
+        sponsor_id -> Nullable<Text>,
+        access_ends_at -> Nullable<Timestamp>,
+        end_reminder_sent_at -> Nullable<Timestamp>,
+        left_at -> Nullable<Timestamp>,
     }
 }
 
@@ -66,6 +75,9 @@ diesel::table! {
         expires_at -> Timestamp,
         accepted_at -> Nullable<Timestamp>,
         revoked_at -> Nullable<Timestamp>,
+        group_ids -> Text,
+        app_id -> Nullable<Text>,
+        reset -> Bool,
     }
 }
 
@@ -76,6 +88,8 @@ diesel::table! {
         state -> Text,
         created_at -> Timestamp,
         expires_at -> Timestamp,
+        user_agent -> Nullable<Text>,
+        client_ip -> Nullable<Text>,
     }
 }
 
@@ -127,7 +141,54 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    org_groups (id) {
+        id -> Text,
+        org_id -> Text,
+        name -> Text,
+        description -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    group_members (group_id, membership_id) {
+        group_id -> Text,
+        membership_id -> Text,
+        is_owner -> Bool,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    apps (id) {
+        id -> Text,
+        org_id -> Text,
+        name -> Text,
+        url -> Text,
+        description -> Text,
+        icon -> Nullable<Binary>,
+        icon_type -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    app_assignments (id) {
+        id -> Text,
+        app_id -> Text,
+        membership_id -> Nullable<Text>,
+        group_id -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(memberships -> organizations (org_id));
+diesel::joinable!(org_groups -> organizations (org_id));
+diesel::joinable!(group_members -> org_groups (group_id));
+diesel::joinable!(group_members -> memberships (membership_id));
+diesel::joinable!(apps -> organizations (org_id));
+diesel::joinable!(app_assignments -> apps (app_id));
 diesel::joinable!(memberships -> users (user_id));
 diesel::joinable!(invitations -> memberships (membership_id));
 diesel::joinable!(invitations -> organizations (org_id));
@@ -143,4 +204,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     outbox,
     audit_events,
     one_time_links,
+    org_groups,
+    group_members,
+    apps,
+    app_assignments,
 );

@@ -2,6 +2,7 @@
 
 pub mod email;
 pub mod password;
+pub mod policy;
 pub mod redirect;
 pub mod slug;
 pub mod token;

@@ -182,6 +182,10 @@ pub fn create(
                     accepted_at: None,
                     removed_at: None,
                     created_at: now,
+                    sponsor_id: actor.user_id.clone(),
+                    access_ends_at: None,
+                    end_reminder_sent_at: None,
+                    left_at: None,
                 };
                 diesel::insert_into(memberships::table).values(&m).execute(conn)?;
                 m
@@ -209,6 +213,9 @@ pub fn create(
             expires_at: now + lifetime(org),
             accepted_at: None,
             revoked_at: None,
+            group_ids: String::new(),
+            app_id: None,
+            reset: false,
         };
         diesel::insert_into(invitations::table).values(&invitation).execute(conn)?;
         if invite.send_email {

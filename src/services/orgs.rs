@@ -85,6 +85,11 @@ pub fn create_org(
             invite_lifetime_days: 14,
             redirect_allowlist: String::new(),
             created_at: now,
+            invite_policy: crate::domain::policy::DEFAULT.into(),
+            domain_mode: "none".into(),
+            domain_list: String::new(),
+            invites_per_hour: 50,
+            guest_access_days: None,
         };
         diesel::insert_into(organizations::table).values(&row).execute(conn)?;
         let mut user = accounts::find_or_create(conn, &org.admin_email, &org.admin_name)?;
@@ -105,6 +110,10 @@ pub fn create_org(
             accepted_at: Some(now),
             removed_at: None,
             created_at: now,
+            sponsor_id: None,
+            access_ends_at: None,
+            end_reminder_sent_at: None,
+            left_at: None,
         };
         diesel::insert_into(memberships::table).values(&membership).execute(conn)?;
         let mut actor = actor.clone();

@@ -63,6 +63,10 @@ async fn users_list_filters_searches_and_pages(app: TestApp) {
                 accepted_at: None,
                 removed_at: None,
                 created_at: vestibule::db::now() - time::Duration::seconds(i),
+                sponsor_id: None,
+                access_ends_at: None,
+                end_reminder_sent_at: None,
+                left_at: None,
             };
             diesel::insert_into(memberships::table).values(&m).execute(c).unwrap();
         }

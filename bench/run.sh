@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Load benchmark (not a test): requests per second and p99 latency of the main pages, on SQLite
+# and PostgreSQL, measured with wrk on loopback like ../shared/research/perf-anchors.md
+# (2 threads, 32 connections, a warm-up before each scenario).
+#
+#   bash bench/run.sh                      # both databases, 100 000 seeded users, 10 s runs
+#   BACKENDS=sqlite DURATION=12 RUNS=3 bash bench/run.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10}
+RUNS=${RUNS:-1}
+CONNS=${CONNS:-32}
+USERS=${USERS:-100000}
+BACKENDS=${BACKENDS:-"sqlite postgres"}
+PG_ADMIN=${PG_ADMIN:-postgres://postgres@127.0.0.1:5432/postgres}
+PORT=${PORT:-18080}
+BASE="http://127.0.0.1:$PORT"
+PASSWORD="bench pass phrase for vestibule"
+
+command -v wrk >/dev/null || { apt-get install -y -q wrk >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null; }; }
+cargo build --release --bin vestibule --example seed
+BIN=$PWD/target/release/vestibule
+SEED=$PWD/target/release/examples/seed
+
+# scenario NAME URL [extra wrk args...]: warm-up, RUNS counted runs; prints median req/s and p99.
+scenario() {
+    local name=$1 url=$2; shift 2
+    wrk -t2 -c"$CONNS" -d2s "$@" "$url" >/dev/null
+    local rates=() p99s=() errors=0
+    for _ in $(seq 1 "$RUNS"); do
+        local out
+        out=$(wrk -t2 -c"$CONNS" -d"${DURATION}s" --timeout 10s --latency "$@" "$url")
+        rates+=("$(echo "$out" | awk '/Requests\/sec/ {print $2}')")
+        p99s+=("$(echo "$out" | awk '$1 == "99%" {print $2}')")
+        errors=$((errors + $(echo "$out" | awk '/Non-2xx or 3xx/ {print $5} END {print 0}' | head -n1)))
+    done
+    local rate p99
+    rate=$(printf '%s\n' "${rates[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+    p99=$(printf '%s\n' "${p99s[@]}" | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+    printf '| %-8s | %-42s | %10s | %9s | %6s |\n' "$BACKEND" "$name" "$rate" "$p99" "$errors"
+}
+
+count_invitations() {
+    if [ "$BACKEND" = sqlite ]; then
+        python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from invitations').fetchone()[0])" "$WORK/bench.db"
+    else
+        psql -qtA "$DB" -c 'select count(*) from invitations'
+    fi
+}
+
+echo "| database | scenario | req/s | p99 | non-2xx/3xx |"
+echo "|---|---|---:|---:|---:|"
+for BACKEND in $BACKENDS; do
+    WORK=$(mktemp -d)
+    if [ "$BACKEND" = sqlite ]; then
+        DB="sqlite://$WORK/bench.db"
+    else
+        psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS vestibule_bench WITH (FORCE)" >/dev/null
+        psql -q "$PG_ADMIN" -c "CREATE DATABASE vestibule_bench" >/dev/null
+        DB="${PG_ADMIN%/*}/vestibule_bench"
+    fi
+    export VESTIBULE_DATABASE_URL=$DB VESTIBULE_DATA_DIR=$WORK/data VESTIBULE_BIND=127.0.0.1:$PORT \
+        VESTIBULE_PUBLIC_URL=$BASE VESTIBULE_THROTTLE=off VESTIBULE_LOG=warn
+    echo "$PASSWORD" | "$BIN" org create --name "Bench Org" --slug bench --admin-email admin@bench.test \
+        --admin-name "Bench Admin" --admin-password-stdin >/dev/null
+    "$SEED" bench "$USERS" >/dev/null
+    "$BIN" serve >"$WORK/server.log" 2>&1 &
+    SERVER=$!
+    for _ in $(seq 1 100); do curl -fs "$BASE/healthz" >/dev/null && break; sleep 0.1; done
+
+    JAR=$WORK/jar
+    token() { grep -o 'name="csrf_token" value="[^"]*"' | head -n1 | sed 's/.*value="//; s/"$//'; }
+    CSRF=$(curl -s -c "$JAR" -b "$JAR" "$BASE/signin" | token)
+    curl -s -c "$JAR" -b "$JAR" -o /dev/null --data-urlencode "email=admin@bench.test" \
+        --data-urlencode "password=$PASSWORD" -d "csrf_token=$CSRF&next=/" "$BASE/signin"
+    COOKIE=$(awk '!/^#/ || /^#HttpOnly_/ {sub(/^#HttpOnly_/, ""); if (NF >= 7) printf "%s=%s; ", $6, $7}' "$JAR")
+    LINK=$(curl -s -c "$JAR" -b "$JAR" -d "csrf_token=$CSRF&email=landing%40partner.test&user_type=Guest" \
+        "$BASE/o/bench/admin/invite" | grep -o "$BASE/redeem/[A-Za-z0-9_-]*" | head -n1)
+    # Check that each page is the real one before measuring it.
+    curl -s -H "Cookie: $COOKIE" "$BASE/o/bench/admin/users" | grep -q 'Next page' || { echo "admin list check failed"; exit 1; }
+    curl -s -H "Cookie: $COOKIE" "$BASE/o/bench/admin/users?q=user054321%40" | grep -q 'user054321@bench.test' || { echo "search check failed"; exit 1; }
+    curl -s "$LINK" | grep -q 'invited you to join' || { echo "redeem check failed"; exit 1; }
+
+    scenario "sign-in page" "$BASE/signin"
+    scenario "redemption landing page" "$LINK"
+    scenario "admin users list, first page of $USERS" "$BASE/o/bench/admin/users" -H "Cookie: $COOKIE"
+    scenario "admin users list, email search" "$BASE/o/bench/admin/users?q=user054321%40" -H "Cookie: $COOKIE"
+    before=$(count_invitations)
+    scenario "invitation creation (POST, mail queued)" "$BASE/o/bench/admin/invite" \
+        -s bench/create.lua -- /o/bench/admin/invite "$COOKIE" "$CSRF"
+    after=$(count_invitations)
+    echo "|          | invitations created during that scenario: $((after - before)) |  |  |  |"
+
+    kill -TERM "$SERVER"
+    wait "$SERVER" || true
+    rm -rf "$WORK"
+done
