@@ -23,17 +23,21 @@ cargo build --release --bin vestibule --example seed
 BIN=$PWD/target/release/vestibule
 SEED=$PWD/target/release/examples/seed
 
-# scenario NAME URL [extra wrk args...]: warm-up, RUNS counted runs; prints median req/s and p99.
+# scenario NAME URL [wrk options...] [-- script args...]: a warm-up, then RUNS counted runs;
+# prints the median req/s and p99.
 scenario() {
     local name=$1 url=$2; shift 2
-    wrk -t2 -c"$CONNS" -d2s "$@" "$url" >/dev/null
+    local opts=() script_args=()
+    while [ $# -gt 0 ] && [ "$1" != "--" ]; do opts+=("$1"); shift; done
+    [ $# -gt 0 ] && { shift; script_args=(-- "$@"); }
+    wrk -t2 -c"$CONNS" -d2s "${opts[@]}" "$url" "${script_args[@]}" >/dev/null
     local rates=() p99s=() errors=0
     for _ in $(seq 1 "$RUNS"); do
         local out
-        out=$(wrk -t2 -c"$CONNS" -d"${DURATION}s" --timeout 10s --latency "$@" "$url")
+        out=$(wrk -t2 -c"$CONNS" -d"${DURATION}s" --timeout 10s --latency "${opts[@]}" "$url" "${script_args[@]}")
         rates+=("$(echo "$out" | awk '/Requests\/sec/ {print $2}')")
         p99s+=("$(echo "$out" | awk '$1 == "99%" {print $2}')")
-        errors=$((errors + $(echo "$out" | awk '/Non-2xx or 3xx/ {print $5} END {print 0}' | head -n1)))
+        errors=$((errors + $(echo "$out" | awk '/Non-2xx or 3xx/ {n=$5} END {print n+0}')))
     done
     local rate p99
     rate=$(printf '%s\n' "${rates[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')

@@ -48,6 +48,31 @@ pub struct UserPage {
 /// The highest Unicode scalar: `prefix..prefix+MAX` is a byte-order prefix range.
 const PREFIX_END: char = '\u{10FFFF}';
 
+/// Most accounts a search considers; a broader prefix shows the newest of these.
+pub const SEARCH_CAP: i64 = 1000;
+
+/// Ids of accounts whose email, or display name, starts with `search` (case-insensitive).
+fn matching_user_ids(conn: &mut DbConnection, search: &str) -> QueryResult<Vec<String>> {
+    let lo = search.to_lowercase();
+    let hi = format!("{lo}{PREFIX_END}");
+    let mut ids: Vec<String> = users::table
+        .filter(users::email.ge(&lo).and(users::email.lt(&hi)))
+        .select(users::id)
+        .limit(SEARCH_CAP)
+        .load(conn)?;
+    if !lo.contains('@') {
+        let by_name: Vec<String> = users::table
+            .filter(users::name_search.ge(&lo).and(users::name_search.lt(&hi)))
+            .select(users::id)
+            .limit(SEARCH_CAP)
+            .load(conn)?;
+        ids.extend(by_name);
+        ids.sort();
+        ids.dedup();
+    }
+    Ok(ids)
+}
+
 /// Lists the org's people, newest first, using an index for the first page and for searches.
 pub fn list(conn: &mut DbConnection, org_id: &str, filter: &UserFilter) -> QueryResult<UserPage> {
     let mut q = memberships::table
@@ -62,18 +87,10 @@ pub fn list(conn: &mut DbConnection, org_id: &str, filter: &UserFilter) -> Query
         q = q.filter(memberships::state.eq(s.clone()));
     }
     if let Some(search) = filter.search.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-        let lo = search.to_lowercase();
-        let hi = format!("{lo}{PREFIX_END}");
-        if lo.contains('@') {
-            q = q.filter(users::email.ge(lo.clone()).and(users::email.lt(hi.clone())));
-        } else {
-            q = q.filter(
-                users::email
-                    .ge(lo.clone())
-                    .and(users::email.lt(hi.clone()))
-                    .or(users::name_search.ge(lo.clone()).and(users::name_search.lt(hi.clone()))),
-            );
-        }
+        // Find the matching accounts through the email and name indexes first, so the planner
+        // never walks the whole organization to test each row.
+        let ids = matching_user_ids(conn, search)?;
+        q = q.filter(memberships::user_id.eq_any(ids));
     }
     if let Some((at, id)) = &filter.after {
         q = q.filter(
