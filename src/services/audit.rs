@@ -21,6 +21,28 @@ pub mod action {
     pub const ACCOUNT_CREATED: &str = "account.created";
     pub const MEMBER_REMOVED: &str = "membership.removed";
     pub const MEMBER_LEFT: &str = "membership.left";
+    pub const PASSWORD_CHANGED: &str = "account.password_changed";
+    pub const PROFILE_CHANGED: &str = "account.profile_changed";
+    pub const SESSIONS_ENDED: &str = "account.sessions_ended";
+
+    /// Every action above, in the order the audit page offers them; a unit test keeps it complete.
+    pub const ALL: &[&str] = &[
+        ORG_CREATED,
+        SETTINGS_CHANGED,
+        INVITATION_CREATED,
+        INVITATION_RESENT,
+        INVITATION_REVOKED,
+        INVITATION_REDEEMED,
+        CONSENT_GIVEN,
+        SIGNIN_SUCCEEDED,
+        SIGNIN_FAILED,
+        ACCOUNT_CREATED,
+        MEMBER_REMOVED,
+        MEMBER_LEFT,
+        PASSWORD_CHANGED,
+        PROFILE_CHANGED,
+        SESSIONS_ENDED,
+    ];
 }
 
 /// Appends one event.
@@ -55,4 +77,26 @@ pub fn list_for_org(conn: &mut DbConnection, org_id: &str, limit: i64) -> QueryR
         .limit(limit)
         .select(AuditEvent::as_select())
         .load(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::action;
+
+    /// The audit page offers `action::ALL`: every constant of the module must be in it.
+    #[test]
+    fn every_action_is_listed_in_all() {
+        let source = include_str!("audit.rs");
+        let module = &source[source.find("pub mod action").unwrap()..source.find("pub const ALL").unwrap()];
+        let declared: Vec<&str> = module
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("pub const ")?.split_once(": &str = \""))
+            .map(|(_, rest)| rest.trim_end_matches("\";"))
+            .collect();
+        assert!(declared.len() >= 15);
+        for name in &declared {
+            assert!(action::ALL.contains(name), "{name} is missing from action::ALL");
+        }
+        assert_eq!(declared.len(), action::ALL.len(), "action::ALL lists an action twice");
+    }
 }

@@ -4,6 +4,7 @@ mod helpers;
 mod smtp;
 
 mod admin;
+mod audit_account;
 mod mail;
 mod redeem;
 mod security;

@@ -1,5 +1,6 @@
 //! The admin console, `/o/{org}/admin`.
 
+mod audit;
 mod invite;
 mod settings;
 mod users;
@@ -19,6 +20,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     users::routes(cfg);
     invite::routes(cfg);
     settings::routes(cfg);
+    audit::routes(cfg);
 }
 
 /// The org and the caller's admin membership; 404 for everyone else, so that the console of
