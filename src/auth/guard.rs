@@ -35,6 +35,11 @@ pub fn sign_in(session: &Session, user: &SessionUser) -> Result<(), AppError> {
     Ok(())
 }
 
+/// Updates what the session remembers about the signed-in person (after a profile change).
+pub fn refresh_user(session: &Session, user: &SessionUser) -> Result<(), AppError> {
+    session.insert(USER, user).map_err(|e| AppError::Internal(anyhow::anyhow!("session: {e}")))
+}
+
 /// Signs out: the row is deleted and the cookie removed.
 pub fn sign_out(session: &Session) {
     session.purge();

@@ -1,6 +1,7 @@
 //! Outgoing mail: the outbox (rows written in the same transaction as the change that causes
 //! them), the worker that sends them, transports and message builders.
 
+pub mod account;
 pub mod messages;
 pub mod transport;
 pub mod worker;

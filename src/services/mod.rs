@@ -6,7 +6,9 @@ pub mod audit;
 pub mod audit_log;
 pub mod invitations;
 pub mod orgs;
+pub mod profile;
 pub mod redeem;
+pub mod sessions;
 pub mod users;
 
 use crate::error::AppError;

@@ -1,22 +1,24 @@
 //! Signing in and out, first-run setup, the owner's set-password link, and `/account`.
 
+mod profile;
+
 use actix_session::Session;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use askama::Template;
 use serde::Deserialize;
 
-use crate::auth::SignedIn;
-use crate::auth::guard::{SessionUser, current_user, sign_in, sign_out};
+use crate::auth::guard::{SessionUser, sign_in, sign_out};
 use crate::auth::password::{hash_password, verify_password};
 use crate::db::models::User;
 use crate::domain::Email;
 use crate::domain::password::check_new_password;
+use crate::domain::token::PlainToken;
 use crate::error::AppError;
 use crate::i18n::Lang;
 use crate::services::audit::{self, action};
 use crate::services::orgs::{self, NewOrg, link_purpose, validate_new_org};
-use crate::services::{FieldErrors, ServiceError, accounts};
+use crate::services::{FieldErrors, ServiceError, accounts, sessions};
 use crate::startup::AppState;
 use crate::web::pages::language_cookie;
 use crate::web::{Ctx, Errors, actor, client_ip, invalid, ok, render, safe_next, see_other, with_conn};
@@ -28,8 +30,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(setup_page)
         .service(setup)
         .service(password_page)
-        .service(set_password)
-        .service(account_page);
+        .service(set_password);
+    profile::routes(cfg);
 }
 
 #[derive(Template)]
@@ -111,9 +113,26 @@ pub fn signin_failed(state: &AppState, email: &str, ip: &Option<String>) {
     state.throttles.signin_address.record(&addr);
 }
 
-/// Establishes the session of `user`, remembering their language.
-pub fn start_session(session: &Session, user: &User) -> Result<Option<Lang>, AppError> {
+/// Establishes the session of `user`, remembering their language. The session also gets a
+/// random marker (to tell it from the person's other sessions), the browser's User-Agent and
+/// the client address, which the session row keeps for the list on `/account`.
+pub fn start_session(req: &HttpRequest, session: &Session, user: &User) -> Result<Option<Lang>, AppError> {
     sign_in(session, &SessionUser { id: user.id.clone(), email: user.email.clone(), name: user.display_name.clone() })?;
+    let user_agent: Option<String> = req
+        .headers()
+        .get(actix_web::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|ua| ua.chars().filter(|c| !c.is_control()).take(sessions::MAX_USER_AGENT_CHARS).collect());
+    let put = |key: &str, value: &str| {
+        session.insert(key, value).map_err(|e| AppError::Internal(anyhow::anyhow!("session: {e}")))
+    };
+    put(sessions::SID_KEY, PlainToken::generate().expose())?;
+    if let Some(ua) = user_agent {
+        put(sessions::USER_AGENT_KEY, &ua)?;
+    }
+    if let Some(ip) = client_ip(req) {
+        put(sessions::CLIENT_IP_KEY, &ip)?;
+    }
     Ok(user.language.as_deref().and_then(Lang::parse))
 }
 
@@ -150,7 +169,7 @@ async fn signin(
                 Ok(audit::record(c, &act, None, action::SIGNIN_SUCCEEDED, Some(&uid), None)?)
             })
             .await?;
-            let lang = start_session(&session, &user)?;
+            let lang = start_session(&req, &session, &user)?;
             let mut res = see_other(&next);
             if let Some(l) = lang {
                 res.add_cookie(&language_cookie(l, state.settings.https())).ok();
@@ -287,7 +306,7 @@ async fn setup(
     .await?;
     match result {
         Ok((org, user)) => {
-            start_session(&session, &user)?;
+            start_session(&req, &session, &user)?;
             Ok(see_other(&format!("/o/{}/admin", org.slug)))
         }
         Err(ServiceError::Invalid(errors)) => show(ctx, errors, form),
@@ -329,6 +348,7 @@ async fn password_page(
 
 #[post("/password/{token}")]
 async fn set_password(
+    req: HttpRequest,
     state: web::Data<AppState>,
     session: Session,
     ctx: Ctx,
@@ -365,22 +385,6 @@ async fn set_password(
     if !done {
         return render(StatusCode::NOT_FOUND, &DeadLinkPage { ctx, org_name: None });
     }
-    start_session(&session, &user)?;
+    start_session(&req, &session, &user)?;
     Ok(see_other("/"))
-}
-
-#[derive(Template)]
-#[template(path = "pages/account.html")]
-struct AccountPage {
-    ctx: Ctx,
-    user: User,
-}
-
-/// `/account`: my profile.
-#[get("/account")]
-async fn account_page(state: web::Data<AppState>, ctx: Ctx, signed_in: SignedIn) -> Result<HttpResponse, AppError> {
-    let uid = signed_in.0.id.clone();
-    let user = with_conn(&state.pool, move |c| Ok(accounts::find_by_id(c, &uid)?)).await?.ok_or(AppError::NotFound)?;
-    let _ = current_user;
-    ok(&AccountPage { ctx, user })
 }

@@ -170,7 +170,7 @@ async fn register(
         with_conn(&state.pool, move |c| Ok(redeem::register(c, &inv, &guest, &name, &hash, lang, &act))).await?;
     match result {
         Ok(user) => {
-            start_session(&session, &user)?;
+            start_session(&req, &session, &user)?;
             let mut res = see_other(&format!("/redeem/{token}/consent"));
             res.add_cookie(&language_cookie(lang, state.settings.https())).ok();
             Ok(res)
@@ -225,7 +225,7 @@ async fn signin(
                 )?)
             })
             .await?;
-            start_session(&session, &user)?;
+            start_session(&req, &session, &user)?;
             Ok(see_other(&format!("/redeem/{token}/consent")))
         }
         PasswordCheck::Wrong => {

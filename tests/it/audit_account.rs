@@ -1,14 +1,17 @@
-//! The audit log page and its CSV export.
+//! The audit log page and its CSV export; `/account`: profile, password change, sessions.
 
 use diesel::prelude::*;
 use reqwest::StatusCode;
 use time::PrimitiveDateTime;
 use time::macros::datetime;
 use vestibule::db::models::AuditEvent;
-use vestibule::db::schema::{audit_events, users};
+use vestibule::db::schema::{audit_events, sessions, users};
 
-use crate::helpers::{PASSWORD, TestApp, location};
+use crate::helpers::{Browser, PASSWORD, TestApp, location};
 use crate::on_both_databases;
+
+/// A new password that passes the rules.
+const NEW_PASSWORD: &str = "orbit lantern meadow quartz";
 
 /// Number of data rows of the first table of a page.
 fn table_rows(body: &str) -> usize {
@@ -49,6 +52,31 @@ fn add_events(app: &TestApp, org: &str, actor: Option<&str>, action: &str, start
             diesel::insert_into(audit_events::table).values(&e).execute(c).unwrap();
         }
     });
+}
+
+fn actions_of(app: &TestApp, user_id: &str) -> Vec<(String, Option<String>)> {
+    app.with_conn(|c| {
+        audit_events::table
+            .filter(audit_events::actor_id.eq(user_id))
+            .order(audit_events::created_at.asc())
+            .select((audit_events::action, audit_events::detail))
+            .load(c)
+            .unwrap()
+    })
+}
+
+/// Signs in with a given User-Agent (the test browsers send none by default).
+async fn sign_in_as(b: &Browser, email: &str, user_agent: &str) {
+    let token = b.csrf().await;
+    let res = b
+        .client
+        .post(format!("{}/signin", b.base))
+        .header("User-Agent", user_agent)
+        .form(&[("email", email), ("password", PASSWORD), ("next", "/"), ("csrf_token", &token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER, "sign-in of {email} failed");
 }
 
 /// Parses an export: checks the byte-order mark and returns the header and the rows.
@@ -210,8 +238,151 @@ async fn csv_export_is_complete_and_inert(app: TestApp) {
     assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
 }
 
+async fn account_name_and_language(app: TestApp) {
+    let admin = app.admin().await;
+    let (status, body) = admin.get_text("/account").await;
+    assert_eq!(status, StatusCode::OK);
+    for field in ["display_name", "language", "current_password", "new_password", "confirm_password"] {
+        assert!(body.contains(&format!("<label for=\"f-{field}\">")), "label for {field}");
+    }
+    assert!(body.contains("name=\"csrf_token\""));
+    let long = "x".repeat(201);
+    let res = admin.post("/account/profile", &[("display_name", &long), ("language", "de")]).await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body = res.text().await.unwrap();
+    assert!(body.contains(&format!("value=\"{long}\"")), "input kept");
+    assert!(body.contains("aria-describedby=\"e-display_name\"") && body.contains("Choose one of the languages"));
+
+    let res = admin.post("/account/profile", &[("display_name", "  Ada Admin "), ("language", "fr")]).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&res), "/account?done=profile");
+    let cookie = res.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.starts_with("vestibule_lang=fr"), "{cookie}");
+    let (_, body) = admin.get_text("/account?done=profile").await;
+    assert!(body.contains("Votre profil a été enregistré.") && body.contains("Ada Admin"), "{body}");
+    let (name, lang): (String, Option<String>) = app.with_conn(|c| {
+        users::table
+            .filter(users::email.eq("admin@acme.test"))
+            .select((users::display_name, users::language))
+            .first(c)
+            .unwrap()
+    });
+    assert_eq!((name.as_str(), lang.as_deref()), ("Ada Admin", Some("fr")));
+    let events = actions_of(&app, &id_of(&app, "admin@acme.test"));
+    assert!(events.contains(&("account.profile_changed".into(), Some("display_name,language".into()))), "{events:?}");
+}
+
+async fn password_change_ends_other_sessions(app: TestApp) {
+    app.create_org("Acme Corp", "acme", "admin@acme.test");
+    let (here, elsewhere) = (app.browser(), app.browser());
+    sign_in_as(&here, "admin@acme.test", "TestBrowser/Here").await;
+    sign_in_as(&elsewhere, "admin@acme.test", "TestBrowser/Elsewhere").await;
+    let (_, body) = here.get_text("/account").await;
+    assert!(body.contains("TestBrowser/Here") && body.contains("TestBrowser/Elsewhere") && body.contains("127.0.0.1"));
+    assert_eq!(body.matches("This session").count(), 1);
+    let this = &body[body.find("This session").unwrap()..];
+    assert!(this[..this.find("</tr>").unwrap()].contains("TestBrowser/Here"), "the marker is on this browser");
+    let hash_before: Option<String> = app.with_conn(|c| {
+        users::table.filter(users::email.eq("admin@acme.test")).select(users::password_hash).first(c).unwrap()
+    });
+
+    let wrong = "not my password at all";
+    let res = here
+        .post(
+            "/account/password",
+            &[("current_password", wrong), ("new_password", NEW_PASSWORD), ("confirm_password", NEW_PASSWORD)],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body = res.text().await.unwrap();
+    assert!(
+        body.contains("This is not your current password.") && body.contains("aria-describedby=\"e-current_password\"")
+    );
+    assert!(!body.contains(wrong) && !body.contains(NEW_PASSWORD), "passwords never echoed");
+    let res = here
+        .post(
+            "/account/password",
+            &[("current_password", PASSWORD), ("new_password", "short"), ("confirm_password", "short")],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(res.text().await.unwrap().contains("Use at least 12 characters."));
+    let hash_after: Option<String> = app.with_conn(|c| {
+        users::table.filter(users::email.eq("admin@acme.test")).select(users::password_hash).first(c).unwrap()
+    });
+    assert_eq!(hash_before, hash_after, "nothing changed");
+    assert_eq!(elsewhere.get("/account").await.status(), StatusCode::OK);
+
+    let res = here
+        .post(
+            "/account/password",
+            &[("current_password", PASSWORD), ("new_password", NEW_PASSWORD), ("confirm_password", NEW_PASSWORD)],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&res), "/account?done=password");
+    let res = elsewhere.get("/account").await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER, "the other session is dead");
+    assert!(location(&res).starts_with("/signin"));
+    let (status, body) = here.get_text("/account?done=password").await;
+    assert_eq!(status, StatusCode::OK, "this session goes on");
+    assert!(body.contains("Your password was changed.") && body.contains("You are not signed in anywhere else."));
+
+    let mail = app.smtp.wait_for("admin@acme.test").await;
+    assert_eq!(mail.header("Subject").unwrap(), "Your Vestibule password was changed");
+    assert!(mail.text().contains("127.0.0.1") && mail.text().contains("/account"), "{}", mail.text());
+    let uid = id_of(&app, "admin@acme.test");
+    let events = actions_of(&app, &uid);
+    assert!(events.contains(&("account.password_changed".into(), Some("{\"sessions_ended\":1}".into()))), "{events:?}");
+
+    let fresh = app.browser();
+    let res = fresh.post("/signin", &[("email", "admin@acme.test"), ("password", PASSWORD)]).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "the old password is gone");
+    fresh.sign_in("admin@acme.test", NEW_PASSWORD).await;
+}
+
+async fn sign_out_everywhere_else(app: TestApp) {
+    app.create_org("Acme Corp", "acme", "admin@acme.test");
+    let (here, elsewhere) = (app.browser(), app.browser());
+    sign_in_as(&here, "admin@acme.test", "TestBrowser/Here").await;
+    sign_in_as(&elsewhere, "admin@acme.test", "TestBrowser/Elsewhere").await;
+    // A session started before sessions carried a marker is still told apart from the others.
+    app.with_conn(|c| {
+        let (hash, state): (String, String) = sessions::table
+            .filter(sessions::user_agent.eq("TestBrowser/Here"))
+            .select((sessions::id_hash, sessions::state))
+            .first(c)
+            .unwrap();
+        let mut map: std::collections::HashMap<String, String> = serde_json::from_str(&state).unwrap();
+        map.remove("sid");
+        diesel::update(sessions::table.find(hash))
+            .set(sessions::state.eq(serde_json::to_string(&map).unwrap()))
+            .execute(c)
+            .unwrap();
+    });
+    let (_, body) = here.get_text("/account").await;
+    assert!(body.contains("Sign out everywhere else"));
+
+    let res = here.post("/account/sessions/end-others", &[]).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&res), "/account?done=sessions");
+    assert_eq!(elsewhere.get("/account").await.status(), StatusCode::SEE_OTHER, "the other session is dead");
+    let (status, body) = here.get_text("/account?done=sessions").await;
+    assert_eq!(status, StatusCode::OK, "this session goes on");
+    assert!(body.contains("You were signed out everywhere else.") && body.contains("This session"));
+    let uid = id_of(&app, "admin@acme.test");
+    let left: i64 =
+        app.with_conn(|c| sessions::table.filter(sessions::user_id.eq(&uid)).count().get_result(c).unwrap());
+    assert_eq!(left, 1);
+    let events = actions_of(&app, &uid);
+    assert!(events.contains(&("account.sessions_ended".into(), Some("{\"sessions_ended\":2}".into()))), "{events:?}");
+}
+
 on_both_databases!(
     audit_page_filters_and_pages,
     audit_log_is_isolated_between_organizations,
     csv_export_is_complete_and_inert,
+    account_name_and_language,
+    password_change_ends_other_sessions,
+    sign_out_everywhere_else,
 );

@@ -1,0 +1,94 @@
+//! Mail about a person's own account (not about any organization).
+
+use askama::Template;
+use url::Url;
+
+use super::NewMail;
+use crate::db::models::User;
+use crate::i18n::{Lang, Tr};
+
+/// Outbox kind of the "your password was changed" notice.
+pub const KIND_PASSWORD_CHANGED: &str = "password_changed";
+
+#[derive(Template)]
+#[template(path = "emails/password_changed.txt")]
+struct PasswordChangedText<'a> {
+    tr: Tr,
+    name: &'a str,
+    email: &'a str,
+    when: String,
+    client_ip: Option<&'a str>,
+    account_url: String,
+}
+
+#[derive(Template)]
+#[template(path = "emails/password_changed.html")]
+struct PasswordChangedHtml<'a> {
+    inner: &'a PasswordChangedText<'a>,
+}
+
+/// Tells `user` that their password changed, when and from which address, and what to do
+/// if it was not them (ASVS: notify on credential change).
+pub fn password_changed(
+    user: &User,
+    when: &time::PrimitiveDateTime,
+    client_ip: Option<&str>,
+    public_url: &Url,
+    lang: Lang,
+) -> anyhow::Result<NewMail> {
+    let tr = lang.tr();
+    let account_url = public_url.join("/account")?.to_string();
+    let text = PasswordChangedText {
+        tr,
+        name: &user.display_name,
+        email: &user.email,
+        when: tr.datetime(when),
+        client_ip,
+        account_url,
+    };
+    let html = PasswordChangedHtml { inner: &text }.render()?;
+    Ok(NewMail {
+        kind: KIND_PASSWORD_CHANGED,
+        org_id: None,
+        invitation_id: None,
+        recipient: user.email.clone(),
+        from_name: "Vestibule".to_owned(),
+        reply_to: None,
+        subject: tr.t("email.password_changed.subject").to_owned(),
+        text: text.render()?,
+        html,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user() -> User {
+        User {
+            id: "u1".into(),
+            email: "ada@example.com".into(),
+            display_name: "Ada <b>".into(),
+            name_search: "ada <b>".into(),
+            password_hash: None,
+            email_verified: true,
+            language: None,
+            created_at: crate::db::now(),
+        }
+    }
+
+    #[test]
+    fn both_parts_name_the_account_the_time_and_the_address() {
+        let url = Url::parse("https://portal.example.com").unwrap();
+        let when = time::macros::datetime!(2026-03-01 09:05);
+        let mail = password_changed(&user(), &when, Some("203.0.113.9"), &url, Lang::Fr).unwrap();
+        assert_eq!(mail.recipient, "ada@example.com");
+        assert!(mail.subject.contains("mot de passe"), "{}", mail.subject);
+        for body in [&mail.text, &mail.html] {
+            assert!(body.contains("ada@example.com") && body.contains("203.0.113.9"), "{body}");
+            assert!(body.contains("1er mars 2026 à 09 h 05 UTC"), "{body}");
+            assert!(body.contains("https://portal.example.com/account"), "{body}");
+        }
+        assert!(mail.text.contains("Ada <b>") && mail.html.contains("Ada &#60;b&#62;"), "{}", mail.html);
+    }
+}
