@@ -106,6 +106,7 @@ pub struct Application {
     port: u16,
     server: Server,
     worker: tokio::task::JoinHandle<()>,
+    lifecycle: tokio::task::JoinHandle<()>,
     shutdown: watch::Sender<bool>,
     /// The pool (tests read the database through it).
     pub pool: Pool,
@@ -140,6 +141,11 @@ impl Application {
             poll: Duration::from_millis(settings.mail_poll_ms),
             retry_base: Duration::from_millis(settings.mail_poll_ms.max(200) * 5),
         };
+        let lifecycle = tokio::spawn(crate::services::lifecycle::run_periodically(
+            pool.clone(),
+            settings.public_url.clone(),
+            shutdown_rx.clone(),
+        ));
         let worker = tokio::spawn(worker::run(worker_cfg, mail_wake.clone(), shutdown_rx));
 
         let session_key = Key::try_from(&secret[..64]).context("secret key")?;
@@ -185,7 +191,7 @@ impl Application {
         if workers > 0 {
             server = server.workers(workers);
         }
-        Ok(Application { port, server: server.run(), worker, shutdown, pool, setup_link })
+        Ok(Application { port, server: server.run(), worker, lifecycle, shutdown, pool, setup_link })
     }
 
     /// The bound port.
@@ -198,6 +204,7 @@ impl Application {
         let result = self.server.await;
         let _ = self.shutdown.send(true);
         let _ = self.worker.await;
+        let _ = self.lifecycle.await;
         result
     }
 }

@@ -4,6 +4,8 @@
 //! `csrf_token = HMAC-SHA256(server key, cookie)`. A POST is accepted only when the token
 //! matches the cookie and the request does not come from a foreign origin. The token does not
 //! need a server-side session, so anonymous pages (sign-in, redemption) cost no database write.
+//! Forms with a file (`multipart/form-data`) carry the token in their action URL
+//! (`?csrf_token=…`) instead, so that the middleware never buffers an upload.
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::cookie::{Cookie, SameSite};
@@ -49,6 +51,14 @@ fn is_foreign(req: &ServiceRequest, own_origin: &str) -> bool {
     matches!(headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()), Some("cross-site"))
 }
 
+/// True for a `multipart/form-data` body (a form with a file input).
+fn is_multipart(req: &ServiceRequest) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.trim_start().to_ascii_lowercase().starts_with("multipart/form-data"))
+}
+
 /// The middleware: issues the cookie and checks every unsafe request outside `/api/`.
 pub async fn csrf_middleware(
     mut req: ServiceRequest,
@@ -72,7 +82,15 @@ pub async fn csrf_middleware(
     if !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         let own_origin = state.settings.public_url.origin().ascii_serialization();
         let mut ok = !fresh && !is_foreign(&req, &own_origin);
-        if ok {
+        if ok && is_multipart(&req) {
+            // File uploads: the body is the handler's to stream (with its own limits); the form
+            // carries the token in its action URL instead.
+            let sent = url::form_urlencoded::parse(req.query_string().as_bytes())
+                .find(|(k, _)| k == "csrf_token")
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default();
+            ok = constant_time_eq(sent.as_bytes(), expected.as_bytes());
+        } else if ok {
             // Read the form body, find csrf_token, and hand the body back to the handler.
             let mut body = BytesMut::new();
             let mut payload = req.take_payload();

@@ -71,8 +71,6 @@ pub struct Throttles {
     pub signin_account: Throttle,
     /// Failed sign-ins per client address: 30 per 15 minutes.
     pub signin_address: Throttle,
-    /// Invitations sent per inviter: 100 per hour.
-    pub invitations: Throttle,
     /// One-time codes emailed per invitation: 5 per hour.
     pub code_sends: Throttle,
 }
@@ -82,7 +80,6 @@ impl Default for Throttles {
         Throttles {
             signin_account: Throttle::new(5, Duration::from_secs(15 * 60)),
             signin_address: Throttle::new(30, Duration::from_secs(15 * 60)),
-            invitations: Throttle::new(100, Duration::from_secs(3600)),
             code_sends: Throttle::new(5, Duration::from_secs(3600)),
         }
     }

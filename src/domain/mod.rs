@@ -1,6 +1,7 @@
 //! Validated value types and pure rules. Nothing here touches the database or the web.
 
 pub mod email;
+pub mod icon;
 pub mod password;
 pub mod policy;
 pub mod redirect;

@@ -105,3 +105,60 @@ pub fn code(org: &Organization, invitation: &Invitation, code: &str, lang: Lang)
         html,
     })
 }
+
+/// Outbox kind of access-end reminders.
+pub const KIND_END_REMINDER: &str = "end_reminder";
+
+#[derive(Template)]
+#[template(path = "emails/end_reminder.txt")]
+struct EndReminderText<'a> {
+    tr: Tr,
+    org_name: &'a str,
+    sponsor_name: &'a str,
+    guest_name: &'a str,
+    guest_email: &'a str,
+    ends: String,
+    url: &'a str,
+    days: String,
+}
+
+#[derive(Template)]
+#[template(path = "emails/end_reminder.html")]
+struct EndReminderHtml<'a> {
+    inner: &'a EndReminderText<'a>,
+}
+
+/// Tells a sponsor that their guest's access ends soon, with a one-click link to extend it.
+pub fn end_reminder(
+    org: &Organization,
+    guest: &User,
+    sponsor: &User,
+    ends: &time::PrimitiveDateTime,
+    extend_url: &str,
+    extension_days: i64,
+    lang: Lang,
+) -> anyhow::Result<NewMail> {
+    let tr = lang.tr();
+    let text = EndReminderText {
+        tr,
+        org_name: &org.name,
+        sponsor_name: &sponsor.display_name,
+        guest_name: &guest.display_name,
+        guest_email: &guest.email,
+        ends: tr.datetime(ends),
+        url: extend_url,
+        days: extension_days.to_string(),
+    };
+    let html = EndReminderHtml { inner: &text }.render()?;
+    Ok(NewMail {
+        kind: KIND_END_REMINDER,
+        org_id: Some(org.id.clone()),
+        invitation_id: None,
+        recipient: sponsor.email.clone(),
+        from_name: tr.f1("email.code.from_name", "org", &org.name),
+        reply_to: None,
+        subject: tr.f2("email.reminder.subject", "guest", &guest.display_name, "org", &org.name),
+        text: text.render()?,
+        html,
+    })
+}

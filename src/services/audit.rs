@@ -24,6 +24,29 @@ pub mod action {
     pub const PASSWORD_CHANGED: &str = "account.password_changed";
     pub const PROFILE_CHANGED: &str = "account.profile_changed";
     pub const SESSIONS_ENDED: &str = "account.sessions_ended";
+    pub const GROUP_CREATED: &str = "group.created";
+    pub const GROUP_RENAMED: &str = "group.renamed";
+    pub const GROUP_DELETED: &str = "group.deleted";
+    pub const GROUP_MEMBER_ADDED: &str = "group.member_added";
+    pub const GROUP_MEMBER_REMOVED: &str = "group.member_removed";
+    pub const GROUP_OWNER_CHANGED: &str = "group.owner_changed";
+    pub const APP_CREATED: &str = "app.created";
+    pub const APP_UPDATED: &str = "app.updated";
+    pub const APP_DELETED: &str = "app.deleted";
+    pub const APP_ASSIGNED: &str = "app.assigned";
+    pub const APP_UNASSIGNED: &str = "app.unassigned";
+    pub const INVITATION_RESET: &str = "invitation.reset";
+    pub const MEMBER_CONVERTED: &str = "membership.converted";
+    pub const MEMBER_BLOCKED: &str = "membership.blocked";
+    pub const MEMBER_UNBLOCKED: &str = "membership.unblocked";
+    pub const MEMBER_RESTORED: &str = "membership.restored";
+    pub const MEMBER_PURGED: &str = "membership.purged";
+    pub const ROLE_CHANGED: &str = "membership.role_changed";
+    pub const SPONSOR_CHANGED: &str = "membership.sponsor_changed";
+    pub const END_DATE_CHANGED: &str = "access.end_date_changed";
+    pub const ACCESS_EXTENDED: &str = "access.extended";
+    pub const END_REMINDER_SENT: &str = "access.end_reminder_sent";
+    pub const ACCESS_ENDED: &str = "access.ended";
 
     /// Every action above, in the order the audit page offers them; a unit test keeps it complete.
     pub const ALL: &[&str] = &[
@@ -42,6 +65,29 @@ pub mod action {
         PASSWORD_CHANGED,
         PROFILE_CHANGED,
         SESSIONS_ENDED,
+        GROUP_CREATED,
+        GROUP_RENAMED,
+        GROUP_DELETED,
+        GROUP_MEMBER_ADDED,
+        GROUP_MEMBER_REMOVED,
+        GROUP_OWNER_CHANGED,
+        APP_CREATED,
+        APP_UPDATED,
+        APP_DELETED,
+        APP_ASSIGNED,
+        APP_UNASSIGNED,
+        INVITATION_RESET,
+        MEMBER_CONVERTED,
+        MEMBER_BLOCKED,
+        MEMBER_UNBLOCKED,
+        MEMBER_RESTORED,
+        MEMBER_PURGED,
+        ROLE_CHANGED,
+        SPONSOR_CHANGED,
+        END_DATE_CHANGED,
+        ACCESS_EXTENDED,
+        END_REMINDER_SENT,
+        ACCESS_ENDED,
     ];
 }
 

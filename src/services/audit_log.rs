@@ -8,7 +8,7 @@ use time::{Date, PrimitiveDateTime, Time};
 
 use crate::db::DbConnection;
 use crate::db::models::AuditEvent;
-use crate::db::schema::{audit_events, invitations, users};
+use crate::db::schema::{apps, audit_events, invitations, memberships, org_groups, users};
 use crate::domain::Email;
 use crate::services::FieldErrors;
 use crate::services::audit::action;
@@ -101,21 +101,34 @@ impl AuditQuery {
     }
 }
 
-/// A person named by an event, as the log shows them.
+/// Someone or something named by an event, as the log shows it: a person (name and email),
+/// or a group or an app (name only).
 #[derive(Debug, Clone)]
-pub struct Person {
+pub struct Named {
     pub name: String,
+    /// Empty for groups and apps.
     pub email: String,
 }
 
-/// One event with the people it names resolved.
+impl Named {
+    fn person((id, name, email): (String, String, String)) -> (String, Named) {
+        (id, Named { name, email })
+    }
+
+    fn thing((id, name): (String, String)) -> (String, Named) {
+        (id, Named { name, email: String::new() })
+    }
+}
+
+/// One event with what it names resolved.
 #[derive(Debug, Clone)]
 pub struct AuditRow {
     pub event: AuditEvent,
     /// Who did it (None: nobody signed in, or the account is gone).
-    pub actor: Option<Person>,
-    /// Whom or what it was done to, when the target is an account or an invitation.
-    pub target: Option<Person>,
+    pub actor: Option<Named>,
+    /// Whom or what it was done to, when the target is an account, a membership, an
+    /// invitation, a group or an app of this organization.
+    pub target: Option<Named>,
 }
 
 /// A page of events, with the cursor of the next page if there is one.
@@ -177,13 +190,22 @@ pub fn page(
 }
 
 /// The target texts a filter matches: the text itself and, for an email address, the
-/// account and the invitations (in this organization) of that address.
+/// account, and the membership and invitations in this organization, of that address.
 fn targets_matching(conn: &mut DbConnection, org_id: &str, target: &str) -> QueryResult<Vec<String>> {
     let mut targets = vec![target.to_owned()];
     if let Ok(email) = Email::parse(target) {
         targets.push(email.as_str().to_owned());
         let user: Option<String> =
             users::table.filter(users::email.eq(email.as_str())).select(users::id).first(conn).optional()?;
+        if let Some(user_id) = &user {
+            let membership: Option<String> = memberships::table
+                .filter(memberships::org_id.eq(org_id))
+                .filter(memberships::user_id.eq(user_id))
+                .select(memberships::id)
+                .first(conn)
+                .optional()?;
+            targets.extend(membership);
+        }
         targets.extend(user);
         let invites: Vec<String> = invitations::table
             .filter(invitations::org_id.eq(org_id))
@@ -198,32 +220,61 @@ fn targets_matching(conn: &mut DbConnection, org_id: &str, target: &str) -> Quer
     Ok(targets)
 }
 
-/// Names the actors and the targets of a batch of events in two queries.
+/// Names the actors and the targets of a batch of events, a few queries per batch.
 fn resolve_people(conn: &mut DbConnection, org_id: &str, events: Vec<AuditEvent>) -> QueryResult<Vec<AuditRow>> {
     let mut ids: Vec<String> = events.iter().filter_map(|e| e.actor_id.clone()).collect();
     ids.extend(events.iter().filter_map(|e| e.target.clone()));
     ids.sort();
     ids.dedup();
-    let people: HashMap<String, Person> = users::table
+    let people: HashMap<String, Named> = users::table
         .filter(users::id.eq_any(&ids))
         .select((users::id, users::display_name, users::email))
-        .load::<(String, String, String)>(conn)?
+        .load(conn)?
         .into_iter()
-        .map(|(id, name, email)| (id, Person { name, email }))
+        .map(Named::person)
         .collect();
-    let invited: HashMap<String, Person> = invitations::table
-        .filter(invitations::org_id.eq(org_id))
-        .filter(invitations::id.eq_any(&ids))
-        .select((invitations::id, invitations::display_name, invitations::email))
-        .load::<(String, String, String)>(conn)?
+    // Targets other than accounts are looked up in this organization only.
+    let mut others: HashMap<String, Named> = memberships::table
+        .inner_join(users::table)
+        .filter(memberships::org_id.eq(org_id))
+        .filter(memberships::id.eq_any(&ids))
+        .select((memberships::id, users::display_name, users::email))
+        .load(conn)?
         .into_iter()
-        .map(|(id, name, email)| (id, Person { name, email }))
+        .map(Named::person)
         .collect();
+    others.extend(
+        invitations::table
+            .filter(invitations::org_id.eq(org_id))
+            .filter(invitations::id.eq_any(&ids))
+            .select((invitations::id, invitations::display_name, invitations::email))
+            .load(conn)?
+            .into_iter()
+            .map(Named::person),
+    );
+    others.extend(
+        org_groups::table
+            .filter(org_groups::org_id.eq(org_id))
+            .filter(org_groups::id.eq_any(&ids))
+            .select((org_groups::id, org_groups::name))
+            .load(conn)?
+            .into_iter()
+            .map(Named::thing),
+    );
+    others.extend(
+        apps::table
+            .filter(apps::org_id.eq(org_id))
+            .filter(apps::id.eq_any(&ids))
+            .select((apps::id, apps::name))
+            .load(conn)?
+            .into_iter()
+            .map(Named::thing),
+    );
     Ok(events
         .into_iter()
         .map(|event| {
             let actor = event.actor_id.as_ref().and_then(|id| people.get(id)).cloned();
-            let target = event.target.as_ref().and_then(|t| people.get(t).or_else(|| invited.get(t))).cloned();
+            let target = event.target.as_ref().and_then(|t| people.get(t).or_else(|| others.get(t))).cloned();
             AuditRow { event, actor, target }
         })
         .collect())

@@ -29,6 +29,10 @@ pub struct InviteInput {
     pub send_email: bool,
     /// Language of the email, when the inviter chose one.
     pub language: Option<Lang>,
+    /// Groups the guest joins on redemption (already checked against the inviter's targets).
+    pub group_ids: Vec<String>,
+    /// App the guest gets and lands on.
+    pub app_id: Option<String>,
 }
 
 /// A validated invitation request.
@@ -41,10 +45,24 @@ pub struct ValidInvite {
     pub user_type: UserType,
     pub send_email: bool,
     pub language: Option<Lang>,
+    pub group_ids: Vec<String>,
+    pub app_id: Option<String>,
 }
 
 /// Checks an invitation request against the rules of design §2.
 pub fn validate(input: &InviteInput, org: &Organization, public_url: &Url) -> Result<ValidInvite, FieldErrors> {
+    validate_with_origins(input, org, public_url, &[])
+}
+
+/// [`validate`], with more allowed redirect origins (the org's app URLs).
+pub fn validate_with_origins(
+    input: &InviteInput,
+    org: &Organization,
+    public_url: &Url,
+    app_origins: &[String],
+) -> Result<ValidInvite, FieldErrors> {
+    let mut allowed = org.allowed_origins();
+    allowed.extend(app_origins.iter().map(String::as_str));
     let mut errors = FieldErrors::default();
     let email = Email::parse(&input.email);
     if let Err(e) = &email {
@@ -52,6 +70,11 @@ pub fn validate(input: &InviteInput, org: &Organization, public_url: &Url) -> Re
             "email",
             if *e == crate::domain::email::EmailError::Empty { "email.required" } else { "email.invalid" },
         );
+    }
+    if let Ok(e) = &email
+        && let Err(key) = crate::services::policy::check_domain(org, e.domain())
+    {
+        errors.add("email", key);
     }
     let display_name = input.display_name.trim().to_owned();
     if display_name.chars().count() > 200 || has_control_chars(&display_name) {
@@ -67,7 +90,7 @@ pub fn validate(input: &InviteInput, org: &Organization, public_url: &Url) -> Re
     let redirect_url = if redirect.is_empty() {
         None
     } else {
-        match check_redirect(redirect, public_url, &org.allowed_origins()) {
+        match check_redirect(redirect, public_url, &allowed) {
             Ok(u) => Some(u),
             Err(p) => {
                 errors.add("redirect_url", p.message_key());
@@ -94,6 +117,8 @@ pub fn validate(input: &InviteInput, org: &Organization, public_url: &Url) -> Re
                 user_type,
                 send_email: input.send_email,
                 language: input.language,
+                group_ids: input.group_ids.clone(),
+                app_id: input.app_id.clone(),
             })
         }
         _ => Err(errors),
@@ -145,7 +170,7 @@ pub fn create(
             .first(conn)
             .optional()?;
         let membership = match existing_membership {
-            Some(m) if m.removed_at.is_none() && m.state == state::ACCEPTED => {
+            Some(m) if m.removed_at.is_none() && m.left_at.is_none() && m.state == state::ACCEPTED => {
                 return Err(ServiceError::field("email", "invite.already_member"));
             }
             Some(m) => {
@@ -161,6 +186,11 @@ pub fn create(
                 diesel::update(memberships::table.find(&m.id))
                     .set((
                         memberships::removed_at.eq(None::<PrimitiveDateTime>),
+                        memberships::left_at.eq(None::<PrimitiveDateTime>),
+                        memberships::blocked.eq(false),
+                        memberships::access_ends_at.eq(None::<PrimitiveDateTime>),
+                        memberships::end_reminder_sent_at.eq(None::<PrimitiveDateTime>),
+                        memberships::sponsor_id.eq(&actor.user_id),
                         memberships::state.eq(state::PENDING),
                         memberships::user_type.eq(invite.user_type.as_str()),
                         memberships::invited_by.eq(&actor.user_id),
@@ -213,8 +243,8 @@ pub fn create(
             expires_at: now + lifetime(org),
             accepted_at: None,
             revoked_at: None,
-            group_ids: String::new(),
-            app_id: None,
+            group_ids: invite.group_ids.join(","),
+            app_id: invite.app_id.clone(),
             reset: false,
         };
         diesel::insert_into(invitations::table).values(&invitation).execute(conn)?;
@@ -377,4 +407,125 @@ pub fn delivery_of(conn: &mut DbConnection, invitation_id: &str) -> QueryResult<
         .select(OutboxMessage::as_select())
         .first(conn)
         .optional()
+}
+
+/// One line of "Invitations I sent".
+pub struct SentInvitation {
+    pub invitation: Invitation,
+    /// Status of its newest invitation email, if any.
+    pub mail_status: Option<String>,
+}
+
+/// Keyset cursor: created_at and id of the last row shown.
+pub type Cursor = (PrimitiveDateTime, String);
+
+/// Page size of "Invitations I sent".
+pub const SENT_PAGE: i64 = 50;
+
+/// Invitations `inviter_id` sent in the org, newest first, after the keyset cursor.
+pub fn sent_by(
+    conn: &mut DbConnection,
+    org_id: &str,
+    inviter_id: &str,
+    after: Option<(PrimitiveDateTime, String)>,
+) -> QueryResult<(Vec<SentInvitation>, Option<Cursor>)> {
+    let mut q = invitations::table
+        .filter(invitations::org_id.eq(org_id))
+        .filter(invitations::invited_by.eq(inviter_id))
+        .into_boxed();
+    if let Some((at, id)) = after {
+        q = q.filter(invitations::created_at.lt(at).or(invitations::created_at.eq(at).and(invitations::id.lt(id))));
+    }
+    let mut rows: Vec<Invitation> = q
+        .order((invitations::created_at.desc(), invitations::id.desc()))
+        .limit(SENT_PAGE + 1)
+        .select(Invitation::as_select())
+        .load(conn)?;
+    let next = if rows.len() as i64 > SENT_PAGE {
+        rows.truncate(SENT_PAGE as usize);
+        rows.last().map(|i| (i.created_at, i.id.clone()))
+    } else {
+        None
+    };
+    let ids: Vec<String> = rows.iter().map(|i| i.id.clone()).collect();
+    let mails: Vec<(Option<String>, String)> = outbox::table
+        .filter(outbox::invitation_id.eq_any(&ids))
+        .filter(outbox::kind.eq(messages::KIND_INVITATION))
+        .order(outbox::created_at.asc())
+        .select((outbox::invitation_id, outbox::status))
+        .load(conn)?;
+    let status: std::collections::HashMap<String, String> =
+        mails.into_iter().filter_map(|(i, s)| i.map(|i| (i, s))).collect();
+    let list =
+        rows.into_iter().map(|i| SentInvitation { mail_status: status.get(&i.id).cloned(), invitation: i }).collect();
+    Ok((list, next))
+}
+
+/// Catalogue key of an invitation's state as people read it.
+pub fn status_key(inv: &Invitation) -> &'static str {
+    match inv.status.as_str() {
+        invitation_status::PENDING if inv.expires_at <= db::now() => "invitation.expired",
+        invitation_status::PENDING => "invitation.pending",
+        invitation_status::ACCEPTED => "invitation.accepted",
+        invitation_status::REVOKED => "invitation.revoked",
+        _ => "invitation.expired",
+    }
+}
+
+/// Groups and apps an inviter may put a guest into.
+#[derive(Debug, Clone, Default)]
+pub struct Targets {
+    pub groups: Vec<crate::db::models::Group>,
+    pub apps: Vec<crate::services::apps::AppSummary>,
+}
+
+/// Admins may use every group and app; others the groups they own and the apps given to those groups.
+pub fn targets_for(conn: &mut DbConnection, org: &Organization, inviter: &Membership) -> QueryResult<Targets> {
+    use crate::db::schema::app_assignments;
+    if inviter.role == role::ADMIN {
+        return Ok(Targets {
+            groups: crate::services::groups::list(conn, &org.id)?,
+            apps: crate::services::apps::list(conn, &org.id)?,
+        });
+    }
+    let groups = crate::services::groups::owned_by(conn, &org.id, &inviter.id)?;
+    let group_ids: Vec<String> = groups.iter().map(|g| g.id.clone()).collect();
+    let app_ids: Vec<String> = app_assignments::table
+        .filter(app_assignments::group_id.eq_any(&group_ids))
+        .select(app_assignments::app_id)
+        .load(conn)?;
+    let apps = crate::services::apps::list(conn, &org.id)?.into_iter().filter(|a| app_ids.contains(&a.id)).collect();
+    Ok(Targets { groups, apps })
+}
+
+/// Checks chosen group and app ids against what the inviter may use.
+pub fn check_targets(targets: &Targets, group_ids: &[String], app_id: Option<&str>) -> Result<(), FieldErrors> {
+    let mut errors = FieldErrors::default();
+    if !group_ids.iter().all(|g| targets.groups.iter().any(|t| &t.id == g)) {
+        errors.add("groups", "invite.groups_invalid");
+    }
+    if let Some(app) = app_id
+        && !targets.apps.iter().any(|a| a.id == app)
+    {
+        errors.add("app", "invite.app_invalid");
+    }
+    if errors.is_empty() { Ok(()) } else { Err(errors) }
+}
+
+/// On redemption: puts the new guest in the invitation's groups and gives them its app.
+/// Groups or apps deleted since the invitation was sent are skipped.
+pub fn apply_targets(conn: &mut DbConnection, inv: &Invitation) -> Result<(), ServiceError> {
+    for group_id in inv.group_ids.split(',').filter(|g| !g.is_empty()) {
+        match crate::services::groups::add_member(conn, &inv.org_id, group_id, &inv.membership_id, false) {
+            Ok(()) | Err(ServiceError::NotFound) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if let Some(app_id) = &inv.app_id {
+        match crate::services::apps::assign_membership(conn, &inv.org_id, app_id, &inv.membership_id) {
+            Ok(()) | Err(ServiceError::NotFound) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }

@@ -2,10 +2,14 @@
 //! returns typed errors; none knows about HTTP.
 
 pub mod accounts;
+pub mod apps;
 pub mod audit;
 pub mod audit_log;
+pub mod groups;
 pub mod invitations;
+pub mod lifecycle;
 pub mod orgs;
+pub mod policy;
 pub mod profile;
 pub mod redeem;
 pub mod sessions;

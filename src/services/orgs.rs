@@ -10,6 +10,7 @@ use crate::domain::token::{PlainToken, hash_token};
 use crate::domain::{Email, OrgSlug, UserType, has_control_chars, role, state};
 use crate::i18n::Lang;
 use crate::services::audit::{self, action};
+use crate::services::policy::domain_mode as policy_mode;
 use crate::services::{Actor, FieldErrors, ServiceError, accounts};
 
 /// Input for a new organization and its first admin.
@@ -152,6 +153,7 @@ pub fn orgs_of_user(conn: &mut DbConnection, user_id: &str) -> QueryResult<Vec<(
         .filter(memberships::removed_at.is_null())
         .filter(memberships::state.eq(state::ACCEPTED))
         .filter(memberships::blocked.eq(false))
+        .filter(memberships::left_at.is_null())
         .order(organizations::name.asc())
         .select((Organization::as_select(), Membership::as_select()))
         .load(conn)
@@ -159,7 +161,11 @@ pub fn orgs_of_user(conn: &mut DbConnection, user_id: &str) -> QueryResult<Vec<(
 
 /// True when the membership gives full rights in the org (accepted and not blocked).
 pub fn is_active(m: &Membership) -> bool {
-    m.state == state::ACCEPTED && !m.blocked && m.removed_at.is_none()
+    m.state == state::ACCEPTED
+        && !m.blocked
+        && m.removed_at.is_none()
+        && m.left_at.is_none()
+        && m.access_ends_at.is_none_or(|end| end > db::now())
 }
 
 /// Organization settings as edited by an admin.
@@ -170,6 +176,14 @@ pub struct SettingsInput {
     pub default_language: String,
     pub invite_lifetime_days: String,
     pub redirect_allowlist: String,
+    pub invite_policy: String,
+    pub domain_mode: String,
+    pub domain_list: String,
+    /// Set when the admin confirmed switching the domain mode (which clears the list).
+    pub confirm_domain_switch: bool,
+    pub invites_per_hour: String,
+    /// Days of guest access after redemption; empty for no end date.
+    pub guest_access_days: String,
 }
 
 /// Validates and saves organization settings.
@@ -223,10 +237,54 @@ pub fn update_settings(
     if origins.len() > 100 {
         errors.add("redirect_allowlist", "settings.allowlist_too_long");
     }
+    let invite_policy = input.invite_policy.trim();
+    if !crate::domain::policy::ALL.contains(&invite_policy) {
+        errors.add("invite_policy", "settings.policy_invalid");
+    }
+    let mode = input.domain_mode.trim();
+    let mode_ok = [policy_mode::NONE, policy_mode::ALLOW, policy_mode::DENY].contains(&mode);
+    if !mode_ok {
+        errors.add("domain_mode", "settings.domain_mode_invalid");
+    }
+    let switching = mode_ok && mode != org.domain_mode && !org.domain_list.trim().is_empty();
+    let mut domains = Vec::new();
+    if switching && !input.confirm_domain_switch {
+        // Switching between an allow-list and a deny-list (or off) clears the list: ask first.
+        errors.add("domain_mode", "settings.domain_switch_confirm");
+    } else if !switching {
+        for line in input.domain_list.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            match crate::services::policy::parse_domain_entry(line) {
+                Some(d) if !domains.contains(&d) => domains.push(d),
+                Some(_) => {}
+                None => {
+                    errors.add("domain_list", "settings.domain_invalid");
+                    break;
+                }
+            }
+        }
+        if domains.len() > 500 {
+            errors.add("domain_list", "settings.domain_list_too_long");
+        }
+        if mode == policy_mode::NONE && !domains.is_empty() {
+            errors.add("domain_list", "settings.domain_list_needs_mode");
+        }
+    }
+    let per_hour = input.invites_per_hour.trim().parse::<i64>().ok().filter(|n| (1..=10_000).contains(n));
+    if per_hour.is_none() {
+        errors.add("invites_per_hour", "settings.per_hour_invalid");
+    }
+    let access_days = match input.guest_access_days.trim() {
+        "" => Some(None),
+        s => s.parse::<i64>().ok().filter(|d| (1..=3650).contains(d)).map(Some),
+    };
+    if access_days.is_none() {
+        errors.add("guest_access_days", "settings.access_days_invalid");
+    }
     if !errors.is_empty() {
         return Err(ServiceError::Invalid(errors));
     }
     let (lang, lifetime) = (lang.unwrap_or_default(), lifetime.unwrap_or(14));
+    let (per_hour, access_days) = (per_hour.unwrap_or(50), access_days.flatten());
     db::write_tx(conn, |conn| {
         diesel::update(organizations::table.find(&org.id))
             .set((
@@ -235,11 +293,18 @@ pub fn update_settings(
                 organizations::default_language.eq(lang.code()),
                 organizations::invite_lifetime_days.eq(lifetime),
                 organizations::redirect_allowlist.eq(origins.join("\n")),
+                organizations::invite_policy.eq(invite_policy),
+                organizations::domain_mode.eq(mode),
+                organizations::domain_list.eq(domains.join("\n")),
+                organizations::invites_per_hour.eq(per_hour),
+                organizations::guest_access_days.eq(access_days),
             ))
             .execute(conn)?;
         let detail = serde_json::json!({
             "name": name, "privacy_url": privacy_url, "default_language": lang.code(),
             "invite_lifetime_days": lifetime, "redirect_allowlist": origins,
+            "invite_policy": invite_policy, "domain_mode": mode, "domain_list": domains,
+            "invites_per_hour": per_hour, "guest_access_days": access_days,
         })
         .to_string();
         audit::record(conn, actor, Some(&org.id), action::SETTINGS_CHANGED, Some(&org.slug), Some(&detail))?;

@@ -29,6 +29,8 @@ pub enum LinkState {
     Valid(Box<LiveInvitation>),
     /// A real link that can no longer be used (expired, used, revoked); the org may be named.
     Dead { org_name: String },
+    /// A pending invitation the org's domain policy no longer allows.
+    Refused { org_name: String },
     /// Not a link of ours.
     Unknown,
 }
@@ -42,6 +44,11 @@ pub fn inspect(conn: &mut DbConnection, token: &str) -> QueryResult<LinkState> {
         organizations::table.find(&invitation.org_id).select(Organization::as_select()).first(conn)?;
     if invitation.status != invitation_status::PENDING || invitation.expires_at <= db::now() {
         return Ok(LinkState::Dead { org_name: org.name });
+    }
+    if let Ok(email) = Email::parse(&invitation.email)
+        && crate::services::policy::check_domain(&org, email.domain()).is_err()
+    {
+        return Ok(LinkState::Refused { org_name: org.name });
     }
     let inviter = match &invitation.invited_by {
         Some(id) => accounts::find_by_id(conn, id)?,
@@ -167,6 +174,19 @@ pub fn accept(conn: &mut DbConnection, token: &str, user: &User, actor: &Actor) 
     let email = Email::parse(&user.email).map_err(|_| ServiceError::Forbidden)?;
     db::write_tx(conn, |conn| {
         let now = db::now();
+        // The domain policy may have changed since the invitation was sent: check it again.
+        let pending: Option<Invitation> = invitations::table
+            .filter(invitations::token_hash.eq(hash_token(token)))
+            .select(Invitation::as_select())
+            .first(conn)
+            .optional()?;
+        if let Some(inv) = &pending {
+            let org: Organization =
+                organizations::table.find(&inv.org_id).select(Organization::as_select()).first(conn)?;
+            if crate::services::policy::check_domain(&org, email.domain()).is_err() {
+                return Err(ServiceError::Forbidden);
+            }
+        }
         let consumed = diesel::update(
             invitations::table
                 .filter(invitations::token_hash.eq(hash_token(token)))
@@ -192,9 +212,21 @@ pub fn accept(conn: &mut DbConnection, token: &str, user: &User, actor: &Actor) 
             ))
             .execute(conn)?;
         diesel::update(users::table.find(&user.id)).set(users::email_verified.eq(true)).execute(conn)?;
+        invites::apply_targets(conn, &inv)?;
         let org: Organization = organizations::table.find(&inv.org_id).select(Organization::as_select()).first(conn)?;
         audit::record(conn, actor, Some(&org.id), action::INVITATION_REDEEMED, Some(&inv.id), Some(&inv.email))?;
         audit::record(conn, actor, Some(&org.id), action::CONSENT_GIVEN, Some(&user.id), Some("name,email"))?;
-        Ok(Accepted { org, redirect_url: inv.redirect_url })
+        // Guest access ends N days after redemption when the org says so (kept if already set).
+        if let Some(days) = org.guest_access_days.filter(|_| inv.user_type == "Guest") {
+            diesel::update(memberships::table.find(&inv.membership_id).filter(memberships::access_ends_at.is_null()))
+                .set(memberships::access_ends_at.eq(Some(now + time::Duration::days(days))))
+                .execute(conn)?;
+        }
+        let redirect_url = match (&inv.redirect_url, &inv.app_id) {
+            (Some(url), _) => Some(url.clone()),
+            (None, Some(app_id)) => crate::services::apps::find(conn, &org.id, app_id)?.map(|a| a.url),
+            (None, None) => None,
+        };
+        Ok(Accepted { org, redirect_url })
     })
 }

@@ -9,7 +9,7 @@ use crate::auth::session_store::end_all_sessions;
 use crate::db::models::{Invitation, Membership, Organization, OutboxMessage, User};
 use crate::db::schema::{invitations, memberships, outbox, users};
 use crate::db::{self, DbConnection};
-use crate::domain::{invitation_status, state};
+use crate::domain::invitation_status;
 use crate::services::audit::{self, action};
 use crate::services::{Actor, ServiceError};
 
@@ -73,18 +73,37 @@ fn matching_user_ids(conn: &mut DbConnection, search: &str) -> QueryResult<Vec<S
     Ok(ids)
 }
 
+/// Extra states the users list can filter on, beyond PendingAcceptance and Accepted.
+pub mod list_state {
+    pub const BLOCKED: &str = "Blocked";
+    pub const LEFT: &str = "Left";
+    /// Access ends within 30 days.
+    pub const ENDING: &str = "EndingSoon";
+    /// Removed less than 30 days ago (restorable).
+    pub const REMOVED: &str = "Removed";
+}
+
 /// Lists the org's people, newest first, using an index for the first page and for searches.
 pub fn list(conn: &mut DbConnection, org_id: &str, filter: &UserFilter) -> QueryResult<UserPage> {
-    let mut q = memberships::table
-        .inner_join(users::table)
-        .filter(memberships::org_id.eq(org_id))
-        .filter(memberships::removed_at.is_null())
-        .into_boxed();
+    let mut q = memberships::table.inner_join(users::table).filter(memberships::org_id.eq(org_id)).into_boxed();
+    if filter.state.as_deref() == Some(list_state::REMOVED) {
+        q = q.filter(memberships::removed_at.gt(db::now() - crate::services::lifecycle::RESTORE_WINDOW));
+    } else {
+        q = q.filter(memberships::removed_at.is_null());
+    }
     if let Some(t) = &filter.user_type {
         q = q.filter(memberships::user_type.eq(t.clone()));
     }
-    if let Some(s) = &filter.state {
-        q = q.filter(memberships::state.eq(s.clone()));
+    match filter.state.as_deref() {
+        Some(list_state::BLOCKED) => q = q.filter(memberships::blocked.eq(true)),
+        Some(list_state::LEFT) => q = q.filter(memberships::left_at.is_not_null()),
+        Some(list_state::ENDING) => {
+            q = q
+                .filter(memberships::access_ends_at.le(db::now() + time::Duration::days(30)))
+                .filter(memberships::blocked.eq(false))
+        }
+        Some(list_state::REMOVED) | None => {}
+        Some(s) => q = q.filter(memberships::state.eq(s.to_owned())).filter(memberships::left_at.is_null()),
     }
     if let Some(search) = filter.search.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         // Find the matching accounts through the email and name indexes first, so the planner
@@ -156,7 +175,11 @@ pub fn detail(conn: &mut DbConnection, org_id: &str, membership_id: &str) -> Que
         .inner_join(users::table)
         .filter(memberships::org_id.eq(org_id))
         .filter(memberships::id.eq(membership_id))
-        .filter(memberships::removed_at.is_null())
+        .filter(
+            memberships::removed_at
+                .is_null()
+                .or(memberships::removed_at.gt(db::now() - crate::services::lifecycle::RESTORE_WINDOW)),
+        )
         .select((Membership::as_select(), User::as_select()))
         .first(conn)
         .optional()?;
@@ -217,9 +240,10 @@ pub fn leave(conn: &mut DbConnection, org: &Organization, user_id: &str, actor: 
         if m.role == crate::domain::role::ADMIN {
             return Err(ServiceError::Forbidden);
         }
-        diesel::update(memberships::table.find(&m.id))
-            .set((memberships::removed_at.eq(Some(db::now())), memberships::state.eq(state::ACCEPTED)))
-            .execute(conn)?;
+        if m.left_at.is_some() {
+            return Err(ServiceError::WrongState);
+        }
+        diesel::update(memberships::table.find(&m.id)).set(memberships::left_at.eq(Some(db::now()))).execute(conn)?;
         audit::record(conn, actor, Some(&org.id), action::MEMBER_LEFT, Some(user_id), None)?;
         Ok(())
     })

@@ -35,6 +35,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(cancel);
 }
 
+/// An invitation that can no longer be accepted because of the org's policy.
+#[derive(Template)]
+#[template(path = "pages/refused.html")]
+struct RefusedPage {
+    ctx: Ctx,
+    org_name: String,
+    reason: &'static str,
+}
+
 const CODE_OK: &str = "code_ok";
 const CODE_SENT: &str = "code_sent";
 
@@ -70,6 +79,10 @@ async fn load(state: &web::Data<AppState>, ctx: &Ctx, token: &str) -> Result<Res
             Err(render(StatusCode::GONE, &DeadLinkPage { ctx: ctx.clone(), org_name: Some(org_name) })?)
         }
         LinkState::Unknown => Err(render(StatusCode::NOT_FOUND, &DeadLinkPage { ctx: ctx.clone(), org_name: None })?),
+        LinkState::Refused { org_name } => Err(render(
+            StatusCode::FORBIDDEN,
+            &RefusedPage { ctx: ctx.clone(), org_name, reason: "policy.redeem_refused" },
+        )?),
     })
 }
 
@@ -382,16 +395,27 @@ async fn accept(
             let _ = session.remove(CODE_OK);
             let _ = session.remove(CODE_SENT);
             let fallback = format!("/o/{}/apps", accepted.org.slug);
+            // App URLs are allowed targets too; if they cannot be read, the guest lands on My Apps.
+            let org_id = accepted.org.id.clone();
+            let app_origins = with_conn(&state.pool, move |c| Ok(crate::services::apps::origins(c, &org_id)?))
+                .await
+                .unwrap_or_default();
+            let mut allowed = accepted.org.allowed_origins();
+            allowed.extend(app_origins.iter().map(String::as_str));
             let target = accepted
                 .redirect_url
                 .as_deref()
-                .and_then(|u| check_redirect(u, &state.settings.public_url, &accepted.org.allowed_origins()).ok())
+                .and_then(|u| check_redirect(u, &state.settings.public_url, &allowed).ok())
                 .unwrap_or(fallback);
             Ok(see_other(&target))
         }
         Err(ServiceError::WrongState) => {
             render(StatusCode::GONE, &DeadLinkPage { ctx, org_name: Some(live.org.name.clone()) })
         }
+        Err(ServiceError::Forbidden) => render(
+            StatusCode::FORBIDDEN,
+            &RefusedPage { ctx, org_name: live.org.name.clone(), reason: "policy.redeem_refused" },
+        ),
         Err(e) => Err(e.into()),
     }
 }

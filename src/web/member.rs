@@ -1,19 +1,22 @@
-//! Pages of an organization's members and guests: My Apps and leaving.
+//! Pages of an organization's members and guests: My Apps, app icons, and leaving.
 
+use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use askama::Template;
 use serde::Deserialize;
 
 use crate::auth::SignedIn;
 use crate::db::models::{Membership, Organization};
+use crate::domain::icon::IconKind;
 use crate::domain::role;
 use crate::error::AppError;
+use crate::services::apps::{self, AppSummary};
 use crate::services::{orgs, users};
 use crate::startup::AppState;
 use crate::web::{Ctx, actor, ok, see_other, with_conn};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(apps).service(leave_page).service(leave);
+    cfg.service(my_apps).service(icon).service(leave_page).service(leave);
 }
 
 /// The org and my active membership in it; 404 for anyone without one (pending guests have no rights).
@@ -31,6 +34,52 @@ pub async fn active_membership(
     .await
 }
 
+/// Number of tile colours in the stylesheet (`.tint-0` to `.tint-7`).
+const TINTS: u32 = 8;
+
+/// An app as a tile: its icon, or its initial on a coloured square, name, description, link.
+#[derive(Debug, Clone)]
+pub struct AppTile {
+    pub id: String,
+    pub name: String,
+    pub url: String,
+    pub description: String,
+    /// Where the icon is served, when the app has one.
+    pub icon_src: Option<String>,
+    /// The first letter or digit of the name, upper-cased.
+    pub initial: String,
+    /// Colour of the initial's square, stable for an app.
+    pub tint: u32,
+}
+
+impl AppTile {
+    /// The tile of an app of the organization `slug`.
+    pub fn new(slug: &str, app: &AppSummary) -> AppTile {
+        let initial = app
+            .name
+            .chars()
+            .find(|c| c.is_alphanumeric())
+            .map(|c| c.to_uppercase().collect::<String>())
+            .unwrap_or_else(|| "?".into());
+        AppTile {
+            id: app.id.clone(),
+            name: app.name.clone(),
+            url: app.url.clone(),
+            description: app.description.clone(),
+            icon_src: app.icon_type.as_ref().map(|_| format!("/o/{slug}/apps/{}/icon", app.id)),
+            initial,
+            tint: app.id.bytes().map(u32::from).sum::<u32>() % TINTS,
+        }
+    }
+}
+
+/// Another organization I belong to, for the switcher.
+struct OrgLink {
+    slug: String,
+    name: String,
+    current: bool,
+}
+
 #[derive(Template)]
 #[template(path = "pages/member/apps.html")]
 struct AppsPage {
@@ -40,6 +89,8 @@ struct AppsPage {
     is_admin: bool,
     can_leave: bool,
     welcome: bool,
+    tiles: Vec<AppTile>,
+    orgs: Vec<OrgLink>,
 }
 
 #[derive(Deserialize)]
@@ -47,9 +98,9 @@ struct AppsQuery {
     welcome: Option<String>,
 }
 
-/// My Apps (apps themselves arrive with groups and apps; for now the empty state).
+/// My Apps: the apps given to me or to my groups, and my other organizations.
 #[get("/o/{org}/apps")]
-async fn apps(
+async fn my_apps(
     state: web::Data<AppState>,
     ctx: Ctx,
     user: SignedIn,
@@ -57,14 +108,51 @@ async fn apps(
     q: web::Query<AppsQuery>,
 ) -> Result<HttpResponse, AppError> {
     let (org, m) = active_membership(&state, &slug, &user.0.id).await?;
+    let (org_id, membership_id, uid) = (org.id.clone(), m.id.clone(), user.0.id.clone());
+    let (mine, all_orgs) = with_conn(&state.pool, move |c| {
+        Ok((apps::for_membership(c, &org_id, &membership_id)?, orgs::orgs_of_user(c, &uid)?))
+    })
+    .await?;
+    let orgs =
+        all_orgs.into_iter().map(|(o, _)| OrgLink { current: o.id == org.id, slug: o.slug, name: o.name }).collect();
     ok(&AppsPage {
         ctx,
+        tiles: mine.iter().map(|a| AppTile::new(&org.slug, a)).collect(),
+        orgs,
         slug: org.slug,
         org_name: org.name,
         is_admin: m.role == role::ADMIN,
         can_leave: m.role != role::ADMIN,
         welcome: q.welcome.is_some(),
     })
+}
+
+/// The icon of an app, for the admins of the organization and the people who may use the app.
+/// Served with its checked type, `nosniff`, and for SVG a policy that forbids any script.
+#[get("/o/{org}/apps/{id}/icon")]
+async fn icon(
+    state: web::Data<AppState>,
+    user: SignedIn,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, AppError> {
+    let (slug, id) = path.into_inner();
+    let (org, m) = active_membership(&state, &slug, &user.0.id).await?;
+    let (bytes, content_type) = with_conn(&state.pool, move |c| {
+        if m.role != role::ADMIN && !apps::for_membership(c, &org.id, &m.id)?.iter().any(|a| a.id == id) {
+            return Err(AppError::NotFound);
+        }
+        apps::icon(c, &org.id, &id)?.ok_or(AppError::NotFound)
+    })
+    .await?;
+    let kind = IconKind::from_content_type(&content_type).ok_or(AppError::NotFound)?;
+    let mut res = HttpResponse::Ok();
+    res.insert_header((header::CONTENT_TYPE, kind.content_type()))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"));
+    if kind == IconKind::Svg {
+        res.insert_header((header::CONTENT_SECURITY_POLICY, "default-src 'none'; style-src 'unsafe-inline'"))
+            .insert_header((header::CONTENT_DISPOSITION, "inline"));
+    }
+    Ok(res.body(bytes))
 }
 
 #[derive(Template)]

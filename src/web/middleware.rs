@@ -58,7 +58,10 @@ pub async fn security_headers(
         req.path().starts_with("/redeem/") || req.path().starts_with("/setup") || req.path().starts_with("/password/");
     let mut res = next.call(req).await?;
     let h = res.headers_mut();
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    // A handler may set a policy of its own (uploaded SVG icons); otherwise the strict default.
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    }
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     let referrer = if is_token_page { "no-referrer" } else { "same-origin" };

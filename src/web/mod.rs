@@ -3,9 +3,12 @@
 pub mod account;
 pub mod admin;
 pub mod guest;
+pub mod inviting;
 pub mod member;
 pub mod middleware;
 pub mod pages;
+pub mod selfservice;
+pub mod sponsor;
 
 use std::future::{Ready, ready};
 
@@ -177,4 +180,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     guest::routes(cfg);
     member::routes(cfg);
     admin::routes(cfg);
+    selfservice::routes(cfg);
+    sponsor::routes(cfg);
 }

@@ -127,7 +127,10 @@ async fn guest_page_shows_delivery_and_removal_ends_sessions(app: TestApp) {
             .unwrap()
     });
     assert_eq!(n, 0);
-    assert_eq!(admin.get(&format!("/o/acme/admin/users/{mid}")).await.status(), StatusCode::NOT_FOUND);
+    // Removed people stay restorable for 30 days.
+    let (status, body) = admin.get_text(&format!("/o/acme/admin/users/{mid}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("can be restored until"));
 }
 
 async fn settings_validate_and_save(app: TestApp) {
@@ -136,31 +139,25 @@ async fn settings_validate_and_save(app: TestApp) {
     assert_eq!(status, StatusCode::OK);
     assert!(body.contains("value=\"14\""));
     let res = admin
-        .post(
-            "/o/acme/admin/settings",
-            &[
-                ("name", "Acme"),
-                ("privacy_url", "ftp://x"),
-                ("default_language", "fr"),
-                ("invite_lifetime_days", "91"),
-                ("redirect_allowlist", "http://partner.test"),
-            ],
-        )
+        .save_settings(&[
+            ("name", "Acme"),
+            ("privacy_url", "ftp://x"),
+            ("default_language", "fr"),
+            ("invite_lifetime_days", "91"),
+            ("redirect_allowlist", "http://partner.test"),
+        ])
         .await;
     assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let body = res.text().await.unwrap();
     assert!(body.contains("from 1 to 90") && body.contains("https://") && body.contains("value=\"91\""));
     let res = admin
-        .post(
-            "/o/acme/admin/settings",
-            &[
-                ("name", "Acme Europe"),
-                ("privacy_url", ""),
-                ("default_language", "fr"),
-                ("invite_lifetime_days", "30"),
-                ("redirect_allowlist", "https://a.test/path\nhttps://a.test\nhttp://localhost:3000"),
-            ],
-        )
+        .save_settings(&[
+            ("name", "Acme Europe"),
+            ("privacy_url", ""),
+            ("default_language", "fr"),
+            ("invite_lifetime_days", "30"),
+            ("redirect_allowlist", "https://a.test/path\nhttps://a.test\nhttp://localhost:3000"),
+        ])
         .await;
     assert_eq!(location(&res), "/o/acme/admin/settings?saved=1");
     let org = app.with_conn(|c| vestibule::services::orgs::find_by_slug(c, "acme").unwrap().unwrap());
@@ -177,16 +174,13 @@ async fn settings_validate_and_save(app: TestApp) {
 async fn french_org_sends_french_email(app: TestApp) {
     let admin = app.admin().await;
     admin
-        .post(
-            "/o/acme/admin/settings",
-            &[
-                ("name", "Acme Corp"),
-                ("privacy_url", ""),
-                ("default_language", "fr"),
-                ("invite_lifetime_days", "14"),
-                ("redirect_allowlist", ""),
-            ],
-        )
+        .save_settings(&[
+            ("name", "Acme Corp"),
+            ("privacy_url", ""),
+            ("default_language", "fr"),
+            ("invite_lifetime_days", "14"),
+            ("redirect_allowlist", ""),
+        ])
         .await;
     invite_by_email(&app, &admin, "jean@partenaire.test").await;
     let mail = app.smtp.wait_for("jean@partenaire.test").await;

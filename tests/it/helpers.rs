@@ -225,6 +225,29 @@ impl Browser {
         self.client.post(self.url(path)).form(fields).send().await.unwrap()
     }
 
+    /// Saves the acme org's settings: the defaults of a new org, with `changes` applied.
+    pub async fn save_settings(&self, changes: &[(&str, &str)]) -> Response {
+        let mut fields: Vec<(&str, &str)> = vec![
+            ("name", "Acme Corp"),
+            ("privacy_url", ""),
+            ("default_language", "en"),
+            ("invite_lifetime_days", "14"),
+            ("redirect_allowlist", ""),
+            ("invite_policy", "adminsGuestInvitersAndAllMembers"),
+            ("domain_mode", "none"),
+            ("domain_list", ""),
+            ("invites_per_hour", "50"),
+            ("guest_access_days", ""),
+        ];
+        for (k, v) in changes {
+            match fields.iter_mut().find(|(fk, _)| fk == k) {
+                Some(f) => f.1 = v,
+                None => fields.push((k, v)),
+            }
+        }
+        self.post("/o/acme/admin/settings", &fields).await
+    }
+
     /// Signs in and asserts success.
     pub async fn sign_in(&self, email: &str, password: &str) {
         let res = self.post("/signin", &[("email", email), ("password", password), ("next", "/")]).await;

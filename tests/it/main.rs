@@ -5,6 +5,7 @@ mod smtp;
 
 mod admin;
 mod audit_account;
+mod groups_apps;
 mod mail;
 mod redeem;
 mod security;

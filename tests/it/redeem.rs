@@ -345,16 +345,13 @@ async fn fifty_simultaneous_accepts_make_one_membership(app: TestApp) {
 async fn redirect_goes_to_the_allowed_target(app: TestApp) {
     let admin = app.admin().await;
     let res = admin
-        .post(
-            "/o/acme/admin/settings",
-            &[
-                ("name", "Acme Corp"),
-                ("privacy_url", "https://acme.test/privacy"),
-                ("default_language", "en"),
-                ("invite_lifetime_days", "7"),
-                ("redirect_allowlist", "https://wiki.acme.test\n"),
-            ],
-        )
+        .save_settings(&[
+            ("name", "Acme Corp"),
+            ("privacy_url", "https://acme.test/privacy"),
+            ("default_language", "en"),
+            ("invite_lifetime_days", "7"),
+            ("redirect_allowlist", "https://wiki.acme.test\n"),
+        ])
         .await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     // Not on the list: refused with the input kept.

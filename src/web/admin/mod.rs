@@ -1,9 +1,13 @@
 //! The admin console, `/o/{org}/admin`.
 
+mod apps;
 mod audit;
+mod groups;
 mod invite;
+mod lifecycle;
 mod settings;
-mod users;
+mod upload;
+pub mod users;
 
 use actix_web::web;
 use diesel::prelude::*;
@@ -19,7 +23,10 @@ use crate::web::with_conn;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     users::routes(cfg);
     invite::routes(cfg);
+    lifecycle::routes(cfg);
     settings::routes(cfg);
+    groups::routes(cfg);
+    apps::routes(cfg);
     audit::routes(cfg);
 }
 
@@ -59,7 +66,11 @@ pub fn type_key(user_type: &str) -> &'static str {
 
 /// Catalogue key and CSS class of a membership state.
 pub fn state_key(m: &Membership) -> (&'static str, &'static str) {
-    if m.blocked {
+    if m.removed_at.is_some() {
+        ("state.Removed", "bad")
+    } else if m.left_at.is_some() {
+        ("state.Left", "bad")
+    } else if m.blocked {
         ("state.Blocked", "bad")
     } else if m.state == state::ACCEPTED {
         ("state.Accepted", "good")
@@ -76,5 +87,27 @@ pub fn mail_key(status: Option<&str>) -> &'static str {
         Some("sent") => "mail.sent",
         Some("failed") => "mail.failed",
         _ => "mail.none",
+    }
+}
+
+/// Catalogue key of a collaboration policy value.
+pub fn policy_key(p: &str) -> &'static str {
+    match p {
+        "none" => "policy.none",
+        "adminsAndGuestInviters" => "policy.admins_and_guest_inviters",
+        "everyone" => "policy.everyone",
+        _ => "policy.all_members",
+    }
+}
+
+/// Catalogue key of a users-list state filter value.
+pub fn list_state_key(s: &str) -> &'static str {
+    match s {
+        "PendingAcceptance" => "state.PendingAcceptance",
+        "Accepted" => "state.Accepted",
+        "Blocked" => "state.Blocked",
+        "Left" => "state.Left",
+        "EndingSoon" => "state.EndingSoon",
+        _ => "state.Removed",
     }
 }

@@ -29,12 +29,24 @@ struct SettingsForm {
     invite_lifetime_days: String,
     #[serde(default)]
     redirect_allowlist: String,
+    #[serde(default)]
+    invite_policy: String,
+    #[serde(default)]
+    domain_mode: String,
+    #[serde(default)]
+    domain_list: String,
+    confirm_domain_switch: Option<String>,
+    #[serde(default)]
+    invites_per_hour: String,
+    #[serde(default)]
+    guest_access_days: String,
 }
 
 #[derive(Template)]
 #[template(path = "pages/admin/settings.html")]
 struct SettingsPage {
     ctx: Ctx,
+    policies: [&'static str; 4],
     org: Organization,
     section: &'static str,
     form: SettingsForm,
@@ -62,8 +74,22 @@ async fn settings_page(
         default_language: org.default_language.clone(),
         invite_lifetime_days: org.invite_lifetime_days.to_string(),
         redirect_allowlist: org.redirect_allowlist.clone(),
+        invite_policy: org.invite_policy.clone(),
+        domain_mode: org.domain_mode.clone(),
+        domain_list: org.domain_list.clone(),
+        confirm_domain_switch: None,
+        invites_per_hour: org.invites_per_hour.to_string(),
+        guest_access_days: org.guest_access_days.map(|d| d.to_string()).unwrap_or_default(),
     };
-    ok(&SettingsPage { ctx, org, section: "settings", form, errors: Errors::default(), saved: q.saved.is_some() })
+    ok(&SettingsPage {
+        policies: crate::domain::policy::ALL,
+        ctx,
+        org,
+        section: "settings",
+        form,
+        errors: Errors::default(),
+        saved: q.saved.is_some(),
+    })
 }
 
 #[post("/o/{org}/admin/settings")]
@@ -83,15 +109,27 @@ async fn save_settings(
         default_language: form.default_language.clone(),
         invite_lifetime_days: form.invite_lifetime_days.clone(),
         redirect_allowlist: form.redirect_allowlist.clone(),
+        invite_policy: form.invite_policy.clone(),
+        domain_mode: form.domain_mode.clone(),
+        domain_list: form.domain_list.clone(),
+        confirm_domain_switch: form.confirm_domain_switch.is_some(),
+        invites_per_hour: form.invites_per_hour.clone(),
+        guest_access_days: form.guest_access_days.clone(),
     };
     let act = actor(&req, Some(&user.0));
     let o = org.clone();
     let result = with_conn(&state.pool, move |c| Ok(orgs::update_settings(c, &o, &input, &act))).await?;
     match result {
         Ok(updated) => Ok(see_other(&format!("/o/{}/admin/settings?saved=1", updated.slug))),
-        Err(ServiceError::Invalid(errors)) => {
-            invalid(&SettingsPage { ctx, org, section: "settings", form, errors: Errors(errors), saved: false })
-        }
+        Err(ServiceError::Invalid(errors)) => invalid(&SettingsPage {
+            policies: crate::domain::policy::ALL,
+            ctx,
+            org,
+            section: "settings",
+            form,
+            errors: Errors(errors),
+            saved: false,
+        }),
         Err(e) => Err(e.into()),
     }
 }

@@ -1,5 +1,6 @@
 //! Users list, guest page and the lifecycle actions on them.
 
+use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use askama::Template;
 use serde::Deserialize;
@@ -11,9 +12,9 @@ use crate::domain::{invitation_status, role, state};
 use crate::error::AppError;
 use crate::services::invitations::{self, MailContext};
 use crate::services::users::{self, UserFilter};
-use crate::services::{ServiceError, accounts};
+use crate::services::{FieldErrors, ServiceError, accounts};
 use crate::startup::AppState;
-use crate::web::{Ctx, actor, ok, see_other, with_conn};
+use crate::web::{Ctx, Errors, actor, ok, render, see_other, with_conn};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(console_home).service(list).service(detail).service(resend).service(revoke).service(remove);
@@ -53,6 +54,7 @@ struct Row {
     invited_by: String,
     invited_on: String,
     mail_key: &'static str,
+    access_ends: String,
 }
 
 #[derive(Template)]
@@ -68,6 +70,7 @@ struct ListPage {
     base_query: String,
     next_query: Option<String>,
     has_prev: bool,
+    states: [&'static str; 6],
 }
 
 #[derive(Deserialize)]
@@ -79,6 +82,16 @@ struct ListQuery {
     /// Cursor: `<unix micros>.<membership id>` of the last row of the previous page.
     after: Option<String>,
 }
+
+/// Values of the users list's state filter.
+const LIST_STATES: [&str; 6] = [
+    state::PENDING,
+    state::ACCEPTED,
+    users::list_state::BLOCKED,
+    users::list_state::LEFT,
+    users::list_state::ENDING,
+    users::list_state::REMOVED,
+];
 
 fn encode_cursor(at: &time::PrimitiveDateTime, id: &str) -> String {
     let micros = at.assume_utc().unix_timestamp_nanos() / 1000;
@@ -109,7 +122,7 @@ async fn list(
 ) -> Result<HttpResponse, AppError> {
     let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
     let user_type = q.user_type.clone().filter(|t| t == "Member" || t == "Guest").unwrap_or_default();
-    let st = q.state.clone().filter(|s| s == state::PENDING || s == state::ACCEPTED).unwrap_or_default();
+    let st = q.state.clone().filter(|s| LIST_STATES.contains(&s.as_str())).unwrap_or_default();
     let search: String = q.q.clone().unwrap_or_default().trim().chars().take(200).collect();
     let filter = UserFilter {
         user_type: (!user_type.is_empty()).then(|| user_type.clone()),
@@ -136,6 +149,7 @@ async fn list(
                 invited_by: r.inviter_name.unwrap_or_else(|| "—".into()),
                 invited_on: tr.datetime(&r.membership.created_at),
                 mail_key: mail_key(r.email_status.as_deref()),
+                access_ends: r.membership.access_ends_at.map(|e| tr.datetime(&e)).unwrap_or_else(|| "—".into()),
             }
         })
         .collect();
@@ -155,6 +169,7 @@ async fn list(
         base_query,
         next_query,
         has_prev,
+        states: LIST_STATES,
     })
 }
 
@@ -182,6 +197,17 @@ struct DetailPage {
     state_key: &'static str,
     state_class: &'static str,
     role_key: &'static str,
+    role: String,
+    is_guest: bool,
+    blocked: bool,
+    accepted: bool,
+    removed_text: Option<String>,
+    sponsor_name: String,
+    access_ends: Option<String>,
+    extension_days: String,
+    can_act: bool,
+    errors: Errors,
+    form: LifecycleForm,
     invited_by: String,
     invited_on: String,
     redeemed_on: String,
@@ -197,6 +223,15 @@ struct NoticeQuery {
 
 fn notice_key(done: Option<&str>) -> Option<&'static str> {
     match done? {
+        "role" => Some("notice.role_changed"),
+        "converted" => Some("notice.converted"),
+        "blocked" => Some("notice.blocked"),
+        "unblocked" => Some("notice.unblocked"),
+        "restored" => Some("notice.restored"),
+        "reset" => Some("notice.reset"),
+        "sponsor" => Some("notice.sponsor_changed"),
+        "end_date" => Some("notice.end_date_changed"),
+        "extended" => Some("notice.extended"),
         "sent" => Some("notice.invitation_sent"),
         "resent" => Some("notice.invitation_resent"),
         "revoked" => Some("notice.invitation_revoked"),
@@ -216,18 +251,56 @@ async fn detail(
 ) -> Result<HttpResponse, AppError> {
     let (slug, id) = path.into_inner();
     let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
+    let notice = notice_key(q.done.as_deref());
+    show_detail(
+        &state,
+        ctx,
+        org,
+        &user.0.id,
+        id,
+        notice,
+        FieldErrors::default(),
+        LifecycleForm::default(),
+        StatusCode::OK,
+    )
+    .await
+}
+
+/// Values typed into the guest page's lifecycle forms (kept when one is refused).
+#[derive(Debug, Clone, Default)]
+pub struct LifecycleForm {
+    pub sponsor: String,
+    pub end_date: String,
+    pub reset_email: String,
+}
+
+/// Renders the guest page, with field errors from a refused action.
+#[allow(clippy::too_many_arguments)]
+pub async fn show_detail(
+    state: &web::Data<AppState>,
+    ctx: Ctx,
+    org: Organization,
+    viewer_id: &str,
+    id: String,
+    notice: Option<&'static str>,
+    errors: FieldErrors,
+    form: LifecycleForm,
+    status: StatusCode,
+) -> Result<HttpResponse, AppError> {
     let org_id = org.id.clone();
-    let d = with_conn(&state.pool, move |c| Ok(users::detail(c, &org_id, &id)?)).await?.ok_or(AppError::NotFound)?;
+    let (d, sponsor) = with_conn(&state.pool, move |c| {
+        let d = users::detail(c, &org_id, &id)?.ok_or(AppError::NotFound)?;
+        let sponsor = match &d.membership.sponsor_id {
+            Some(sid) => accounts::find_by_id(c, sid)?,
+            None => None,
+        };
+        Ok((d, sponsor))
+    })
+    .await?;
     let tr = ctx.tr;
     let (state_key, state_class) = state_key(&d.membership);
     let invitation = d.invitation.map(|inv| InvitationView {
-        status_key: match inv.status.as_str() {
-            invitation_status::PENDING if inv.expires_at <= crate::db::now() => "invitation.expired",
-            invitation_status::PENDING => "invitation.pending",
-            invitation_status::ACCEPTED => "invitation.accepted",
-            invitation_status::REVOKED => "invitation.revoked",
-            _ => "invitation.expired",
-        },
+        status_key: invitations::status_key(&inv),
         pending: inv.status == invitation_status::PENDING,
         expires: tr.datetime(&inv.expires_at),
         redirect: inv.redirect_url.clone().unwrap_or_else(|| format!("/o/{}/apps", org.slug)),
@@ -237,27 +310,60 @@ async fn detail(
         disclosed: inv.disclosed,
         id: inv.id,
     });
-    ok(&DetailPage {
-        org,
-        section: "users",
-        membership_id: d.membership.id.clone(),
-        type_key: type_key(&d.membership.user_type),
-        state_key,
-        state_class,
-        role_key: match d.membership.role.as_str() {
-            role::ADMIN => "role.admin",
-            role::GUEST_INVITER => "role.guest_inviter",
-            _ => "role.none",
+    let m = &d.membership;
+    let removed_text = m.removed_at.map(|at| {
+        let until = at + crate::services::lifecycle::RESTORE_WINDOW;
+        tr.f2("lifecycle.removed_on", "date", &tr.datetime(&at), "until", &tr.datetime(&until))
+    });
+    let form = LifecycleForm {
+        sponsor: if form.sponsor.is_empty() {
+            sponsor.as_ref().map(|s| s.email.clone()).unwrap_or_default()
+        } else {
+            form.sponsor
         },
-        invited_by: d.inviter.map(|u| u.display_name).unwrap_or_else(|| "—".into()),
-        invited_on: tr.datetime(&d.membership.created_at),
-        redeemed_on: tr.opt_datetime(&d.membership.accepted_at),
-        invitation,
-        can_remove: d.membership.user_id != user.0.id,
-        notice: notice_key(q.done.as_deref()),
-        user: d.user,
-        ctx,
-    })
+        end_date: if form.end_date.is_empty() {
+            m.access_ends_at.map(|e| e.date().to_string()).unwrap_or_default()
+        } else {
+            form.end_date
+        },
+        reset_email: if form.reset_email.is_empty() { d.user.email.clone() } else { form.reset_email },
+    };
+    let is_self = m.user_id == viewer_id;
+    render(
+        status,
+        &DetailPage {
+            section: "users",
+            membership_id: m.id.clone(),
+            type_key: type_key(&m.user_type),
+            state_key,
+            state_class,
+            role: m.role.clone(),
+            role_key: match m.role.as_str() {
+                role::ADMIN => "role.admin",
+                role::GUEST_INVITER => "role.guest_inviter",
+                _ => "role.none",
+            },
+            is_guest: m.user_type == "Guest",
+            blocked: m.blocked,
+            accepted: m.state == crate::domain::state::ACCEPTED,
+            removed_text,
+            sponsor_name: sponsor.map(|s| format!("{} <{}>", s.display_name, s.email)).unwrap_or_else(|| "—".into()),
+            access_ends: m.access_ends_at.map(|e| tr.datetime(&e)),
+            extension_days: crate::services::lifecycle::extension_days(&org).to_string(),
+            invited_by: d.inviter.map(|u| u.display_name).unwrap_or_else(|| "—".into()),
+            invited_on: tr.datetime(&m.created_at),
+            redeemed_on: tr.opt_datetime(&m.accepted_at),
+            invitation,
+            can_act: !is_self,
+            can_remove: !is_self && m.removed_at.is_none(),
+            notice,
+            errors: Errors(errors),
+            form,
+            user: d.user,
+            org,
+            ctx,
+        },
+    )
 }
 
 async fn membership_of_invitation(

@@ -1,0 +1,182 @@
+//! Who may invite whom: the collaboration policy, invitee domain lists and the per-inviter rate.
+
+use diesel::prelude::*;
+
+use crate::db::models::{Membership, Organization};
+use crate::db::schema::invitations;
+use crate::db::{self, DbConnection};
+use crate::domain::{policy, role};
+use crate::services::orgs::is_active;
+
+/// True when `m` may invite guests into `org` under its policy (Graph's `allowInvitesFrom`).
+pub fn may_invite(org: &Organization, m: &Membership) -> bool {
+    if !is_active(m) {
+        return false;
+    }
+    let p = org.invite_policy.as_str();
+    if p == policy::NONE {
+        return false;
+    }
+    if m.role == role::ADMIN || m.role == role::GUEST_INVITER {
+        return true;
+    }
+    match m.user_type.as_str() {
+        "Member" => p == policy::ADMINS_GUEST_INVITERS_AND_ALL_MEMBERS || p == policy::EVERYONE,
+        _ => p == policy::EVERYONE,
+    }
+}
+
+/// Domain list modes.
+pub mod domain_mode {
+    /// Any domain may be invited.
+    pub const NONE: &str = "none";
+    /// Only listed domains may be invited.
+    pub const ALLOW: &str = "allow";
+    /// Listed domains may not be invited.
+    pub const DENY: &str = "deny";
+}
+
+/// Entries of the org's domain list.
+pub fn domains(org: &Organization) -> Vec<&str> {
+    org.domain_list.lines().map(str::trim).filter(|l| !l.is_empty()).collect()
+}
+
+fn matches(domain: &str, entry: &str) -> bool {
+    match entry.strip_prefix("*.") {
+        Some(parent) => {
+            domain.len() > parent.len() + 1
+                && domain.ends_with(parent)
+                && domain[..domain.len() - parent.len()].ends_with('.')
+        }
+        None => domain == entry,
+    }
+}
+
+/// `Err(message key)` when the org's domain list refuses `domain`. The message names the rule
+/// (allow-list or deny-list), never the list's other entries.
+pub fn check_domain(org: &Organization, domain: &str) -> Result<(), &'static str> {
+    let list = domains(org);
+    match org.domain_mode.as_str() {
+        domain_mode::ALLOW if !list.iter().any(|e| matches(domain, e)) => Err("policy.domain_not_allowed"),
+        domain_mode::DENY if list.iter().any(|e| matches(domain, e)) => Err("policy.domain_denied"),
+        _ => Ok(()),
+    }
+}
+
+/// Normalizes one domain-list entry (`example.com` or `*.example.com`); `None` if malformed.
+pub fn parse_domain_entry(entry: &str) -> Option<String> {
+    let e = entry.trim().trim_start_matches('@').to_lowercase();
+    let bare = e.strip_prefix("*.").unwrap_or(&e);
+    let ok = bare.contains('.')
+        && bare.len() <= 253
+        && bare.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_alphanumeric() || c == '-')
+        });
+    ok.then_some(e)
+}
+
+/// Invitations `inviter_id` created in `org` during the last hour (counted in the database, so
+/// that every instance behind a load balancer sees the same number).
+pub fn invitations_last_hour(conn: &mut DbConnection, org_id: &str, inviter_id: &str) -> QueryResult<i64> {
+    invitations::table
+        .filter(invitations::org_id.eq(org_id))
+        .filter(invitations::invited_by.eq(inviter_id))
+        .filter(invitations::created_at.gt(db::now() - time::Duration::hours(1)))
+        .count()
+        .get_result(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn org(mode: &str, list: &str, p: &str) -> Organization {
+        Organization {
+            id: "o".into(),
+            slug: "o".into(),
+            name: "O".into(),
+            privacy_url: None,
+            default_language: "en".into(),
+            invite_lifetime_days: 14,
+            redirect_allowlist: String::new(),
+            created_at: db::now(),
+            invite_policy: p.into(),
+            domain_mode: mode.into(),
+            domain_list: list.into(),
+            invites_per_hour: 50,
+            guest_access_days: None,
+        }
+    }
+
+    fn member(user_type: &str, role: &str) -> Membership {
+        Membership {
+            id: "m".into(),
+            org_id: "o".into(),
+            user_id: "u".into(),
+            user_type: user_type.into(),
+            role: role.into(),
+            state: "Accepted".into(),
+            blocked: false,
+            invited_by: None,
+            accepted_at: None,
+            removed_at: None,
+            created_at: db::now(),
+            sponsor_id: None,
+            access_ends_at: None,
+            end_reminder_sent_at: None,
+            left_at: None,
+        }
+    }
+
+    #[test]
+    fn policy_matrix() {
+        let cases = [
+            (policy::NONE, [false, false, false, false]),
+            (policy::ADMINS_AND_GUEST_INVITERS, [true, true, false, false]),
+            (policy::ADMINS_GUEST_INVITERS_AND_ALL_MEMBERS, [true, true, true, false]),
+            (policy::EVERYONE, [true, true, true, true]),
+        ];
+        for (p, expected) in cases {
+            let o = org("none", "", p);
+            let people = [
+                member("Member", "admin"),
+                member("Guest", "guest_inviter"),
+                member("Member", "none"),
+                member("Guest", "none"),
+            ];
+            for (m, want) in people.iter().zip(expected) {
+                assert_eq!(may_invite(&o, m), want, "{p} {} {}", m.user_type, m.role);
+            }
+        }
+    }
+
+    #[test]
+    fn blocked_or_pending_people_never_invite() {
+        let o = org("none", "", policy::EVERYONE);
+        let mut m = member("Member", "admin");
+        m.blocked = true;
+        assert!(!may_invite(&o, &m));
+        let mut m = member("Member", "admin");
+        m.state = "PendingAcceptance".into();
+        assert!(!may_invite(&o, &m));
+    }
+
+    #[test]
+    fn domain_lists() {
+        let allow = org("allow", "partner.com\n*.example.org", "everyone");
+        assert!(check_domain(&allow, "partner.com").is_ok());
+        assert!(check_domain(&allow, "eu.example.org").is_ok());
+        assert!(check_domain(&allow, "example.org").is_err());
+        assert!(check_domain(&allow, "evilpartner.com").is_err());
+        let deny = org("deny", "gmail.com", "everyone");
+        assert_eq!(check_domain(&deny, "gmail.com"), Err("policy.domain_denied"));
+        assert!(check_domain(&deny, "partner.com").is_ok());
+        assert_eq!(parse_domain_entry(" @Partner.COM "), Some("partner.com".into()));
+        assert_eq!(parse_domain_entry("*.example.org"), Some("*.example.org".into()));
+        assert_eq!(parse_domain_entry("not a domain"), None);
+    }
+}

@@ -1,0 +1,142 @@
+//! What the admin invite form and the self-service invite page share: the form as typed, the
+//! groups and apps offered, and the submission (policy, rate limit, validation, creation).
+
+use actix_web::web;
+
+use crate::auth::SessionUser;
+use crate::db::models::{Membership, Organization};
+use crate::error::AppError;
+use crate::i18n::Lang;
+use crate::services::invitations::{self, Created, InviteInput, MailContext, Targets};
+use crate::services::{Actor, FieldErrors, ServiceError, accounts, policy};
+use crate::startup::AppState;
+use crate::web::with_conn;
+
+/// The invite form as typed (kept on errors). Read from the raw pairs because group
+/// checkboxes repeat the `groups` key.
+#[derive(Debug, Default, Clone)]
+pub struct InviteForm {
+    pub email: String,
+    pub display_name: String,
+    pub message: String,
+    pub redirect_url: String,
+    pub user_type: String,
+    pub language: String,
+    pub send_email: Option<String>,
+    pub groups: Vec<String>,
+    pub app: String,
+}
+
+impl InviteForm {
+    /// Builds the form from urlencoded pairs.
+    pub fn from_pairs(pairs: Vec<(String, String)>) -> InviteForm {
+        let mut f = InviteForm::default();
+        for (k, v) in pairs {
+            match k.as_str() {
+                "email" => f.email = v,
+                "display_name" => f.display_name = v,
+                "message" => f.message = v,
+                "redirect_url" => f.redirect_url = v,
+                "user_type" => f.user_type = v,
+                "language" => f.language = v,
+                "send_email" => f.send_email = Some(v),
+                "groups" if !f.groups.contains(&v) && f.groups.len() < 100 => f.groups.push(v),
+                "app" => f.app = v,
+                _ => {}
+            }
+        }
+        f
+    }
+
+    /// True when group `id` was ticked.
+    pub fn has_group(&self, id: &str) -> bool {
+        self.groups.iter().any(|g| g == id)
+    }
+}
+
+/// Groups and apps `inviter` may use.
+pub async fn load_targets(
+    state: &web::Data<AppState>,
+    org: &Organization,
+    inviter: &Membership,
+) -> Result<Targets, AppError> {
+    let (o, m) = (org.clone(), inviter.clone());
+    with_conn(&state.pool, move |c| Ok(invitations::targets_for(c, &o, &m)?)).await
+}
+
+/// Why a submission did not create an invitation.
+pub enum Refusal {
+    /// Field errors: show the form again with them.
+    Invalid(FieldErrors),
+    /// Over the org's invitations-per-hour limit: 429 with this Retry-After.
+    RateLimited(u64),
+}
+
+/// Checks the policy, the rate, the fields and the targets, then creates the invitation.
+/// `force_guest_with_email` is the self-service page: guests only, always by email.
+pub async fn submit(
+    state: &web::Data<AppState>,
+    org: &Organization,
+    inviter: &Membership,
+    user: &SessionUser,
+    form: &InviteForm,
+    actor: Actor,
+    self_service: bool,
+) -> Result<Result<Created, Refusal>, AppError> {
+    if !policy::may_invite(org, inviter) {
+        return Err(AppError::Forbidden);
+    }
+    let input = InviteInput {
+        email: form.email.clone(),
+        display_name: form.display_name.clone(),
+        message: form.message.clone(),
+        redirect_url: if self_service { String::new() } else { form.redirect_url.clone() },
+        user_type: if self_service { "Guest".into() } else { form.user_type.clone() },
+        send_email: self_service || form.send_email.is_some(),
+        language: Lang::parse(&form.language),
+        group_ids: form.groups.clone(),
+        app_id: Some(form.app.trim().to_owned()).filter(|a| !a.is_empty()),
+    };
+    let app_origins = {
+        let org_id = org.id.clone();
+        with_conn(&state.pool, move |c| Ok(crate::services::apps::origins(c, &org_id)?)).await?
+    };
+    let mut errors = match invitations::validate_with_origins(&input, org, &state.settings.public_url, &app_origins) {
+        Ok(_) => FieldErrors::default(),
+        Err(e) => e,
+    };
+    let targets = load_targets(state, org, inviter).await?;
+    if let Err(e) = invitations::check_targets(&targets, &input.group_ids, input.app_id.as_deref()) {
+        errors.0.extend(e.0);
+    }
+    if !errors.is_empty() {
+        return Ok(Err(Refusal::Invalid(errors)));
+    }
+    let valid = match invitations::validate_with_origins(&input, org, &state.settings.public_url, &app_origins) {
+        Ok(v) => v,
+        Err(e) => return Ok(Err(Refusal::Invalid(e))),
+    };
+    if state.settings.throttle_enabled {
+        let (org_id, uid, limit) = (org.id.clone(), user.id.clone(), org.invites_per_hour);
+        let sent = with_conn(&state.pool, move |c| Ok(policy::invitations_last_hour(c, &org_id, &uid)?)).await?;
+        if sent >= limit {
+            return Ok(Err(Refusal::RateLimited(600)));
+        }
+    }
+    let (uid, public_url, o) = (user.id.clone(), state.settings.public_url.clone(), org.clone());
+    let result = with_conn(&state.pool, move |c| {
+        let inviter = accounts::find_by_id(c, &uid)?.ok_or(AppError::NotFound)?;
+        Ok(invitations::create(c, &o, &valid, &MailContext { public_url: &public_url, inviter: &inviter }, &actor))
+    })
+    .await?;
+    match result {
+        Ok(created) => {
+            if created.redeem_url.is_none() && !created.existing {
+                state.wake_mail();
+            }
+            Ok(Ok(created))
+        }
+        Err(ServiceError::Invalid(errors)) => Ok(Err(Refusal::Invalid(errors))),
+        Err(e) => Err(e.into()),
+    }
+}

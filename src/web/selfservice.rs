@@ -1,0 +1,252 @@
+//! `/o/{org}/invite`: members (and guests, when the policy allows) invite guests themselves and
+//! follow the invitations they sent.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use askama::Template;
+use serde::Deserialize;
+
+use crate::auth::SignedIn;
+use crate::db::models::{Membership, Organization};
+use crate::error::AppError;
+use crate::services::invitations::{self, MailContext, Targets};
+use crate::services::{FieldErrors, ServiceError, accounts, policy};
+use crate::startup::AppState;
+use crate::web::admin::mail_key;
+use crate::web::inviting::{InviteForm, Refusal, load_targets, submit};
+use crate::web::member::active_membership;
+use crate::web::{Ctx, Errors, actor, render, see_other, with_conn};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(page).service(send).service(resend).service(revoke);
+}
+
+struct SentRow {
+    id: String,
+    email: String,
+    name: String,
+    status_key: &'static str,
+    pending: bool,
+    sent_on: String,
+    mail_key: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "pages/member/invite.html")]
+struct InvitePage {
+    ctx: Ctx,
+    org: Organization,
+    form: InviteForm,
+    errors: Errors,
+    notice: Option<&'static str>,
+    problem: Option<&'static str>,
+    targets: Targets,
+    sent: Vec<SentRow>,
+    next_query: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    done: Option<String>,
+    after: Option<String>,
+}
+
+/// The org and my membership, when the policy lets me invite; 403 otherwise.
+async fn inviter(
+    state: &web::Data<AppState>,
+    slug: &str,
+    user_id: &str,
+) -> Result<(Organization, Membership), AppError> {
+    let (org, m) = active_membership(state, slug, user_id).await?;
+    if !policy::may_invite(&org, &m) {
+        return Err(AppError::Forbidden);
+    }
+    Ok((org, m))
+}
+
+fn decode_cursor(s: &str) -> Option<(time::PrimitiveDateTime, String)> {
+    let (micros, id) = s.split_once('.')?;
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(micros.parse::<i128>().ok()? * 1000).ok()?;
+    Some((time::PrimitiveDateTime::new(t.date(), t.time()), id.to_owned()))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn render_page(
+    state: &web::Data<AppState>,
+    ctx: Ctx,
+    org: Organization,
+    m: &Membership,
+    user_id: &str,
+    form: InviteForm,
+    errors: FieldErrors,
+    notice: Option<&'static str>,
+    problem: Option<&'static str>,
+    after: Option<String>,
+    status: StatusCode,
+) -> Result<HttpResponse, AppError> {
+    let targets = load_targets(state, &org, m).await?;
+    let (org_id, uid) = (org.id.clone(), user_id.to_owned());
+    let cursor = after.as_deref().and_then(decode_cursor);
+    let (list, next) = with_conn(&state.pool, move |c| Ok(invitations::sent_by(c, &org_id, &uid, cursor)?)).await?;
+    let tr = ctx.tr;
+    let sent = list
+        .into_iter()
+        .map(|s| SentRow {
+            status_key: invitations::status_key(&s.invitation),
+            pending: s.invitation.status == crate::domain::invitation_status::PENDING,
+            sent_on: tr.datetime(&s.invitation.created_at),
+            mail_key: mail_key(s.mail_status.as_deref()),
+            email: s.invitation.email,
+            name: s.invitation.display_name,
+            id: s.invitation.id,
+        })
+        .collect();
+    let next_query = next.map(|(at, id)| format!("after={}.{id}", at.assume_utc().unix_timestamp_nanos() / 1000));
+    render(status, &InvitePage { ctx, org, form, errors: Errors(errors), notice, problem, targets, sent, next_query })
+}
+
+fn notice_key(done: Option<&str>) -> Option<&'static str> {
+    match done? {
+        "sent" => Some("notice.invitation_sent"),
+        "resent" => Some("notice.invitation_resent"),
+        "revoked" => Some("notice.invitation_revoked"),
+        "existing" => Some("notice.invitation_existing"),
+        _ => None,
+    }
+}
+
+/// The self-service page.
+#[get("/o/{org}/invite")]
+async fn page(
+    state: web::Data<AppState>,
+    ctx: Ctx,
+    user: SignedIn,
+    slug: web::Path<String>,
+    q: web::Query<PageQuery>,
+) -> Result<HttpResponse, AppError> {
+    let (org, m) = inviter(&state, &slug, &user.0.id).await?;
+    let q = q.into_inner();
+    render_page(
+        &state,
+        ctx,
+        org,
+        &m,
+        &user.0.id,
+        InviteForm::default(),
+        FieldErrors::default(),
+        notice_key(q.done.as_deref()),
+        None,
+        q.after,
+        StatusCode::OK,
+    )
+    .await
+}
+
+/// Sends a self-service invitation: always a guest, always by email.
+#[post("/o/{org}/invite")]
+async fn send(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    ctx: Ctx,
+    user: SignedIn,
+    slug: web::Path<String>,
+    pairs: web::Form<Vec<(String, String)>>,
+) -> Result<HttpResponse, AppError> {
+    let (org, m) = inviter(&state, &slug, &user.0.id).await?;
+    let form = InviteForm::from_pairs(pairs.into_inner());
+    let act = actor(&req, Some(&user.0));
+    match submit(&state, &org, &m, &user.0, &form, act, true).await? {
+        Ok(created) => {
+            let done = if created.existing { "existing" } else { "sent" };
+            Ok(see_other(&format!("/o/{}/invite?done={done}", org.slug)))
+        }
+        Err(Refusal::Invalid(errors)) => {
+            let status = StatusCode::UNPROCESSABLE_ENTITY;
+            render_page(&state, ctx, org, &m, &user.0.id, form, errors, None, None, None, status).await
+        }
+        Err(Refusal::RateLimited(wait)) => {
+            let status = StatusCode::TOO_MANY_REQUESTS;
+            let problem = Some("policy.rate_limited");
+            let mut res = render_page(
+                &state,
+                ctx,
+                org,
+                &m,
+                &user.0.id,
+                form,
+                FieldErrors::default(),
+                None,
+                problem,
+                None,
+                status,
+            )
+            .await?;
+            res.headers_mut().insert(actix_web::http::header::RETRY_AFTER, wait.into());
+            Ok(res)
+        }
+    }
+}
+
+/// One of my own invitations in this org; 404 for anyone else's.
+async fn my_invitation(
+    state: &web::Data<AppState>,
+    org: &Organization,
+    user_id: &str,
+    id: &str,
+) -> Result<(), AppError> {
+    let (o, i, uid) = (org.id.clone(), id.to_owned(), user_id.to_owned());
+    let inv =
+        with_conn(&state.pool, move |c| Ok(invitations::find_in_org(c, &o, &i)?)).await?.ok_or(AppError::NotFound)?;
+    if inv.invited_by.as_deref() != Some(uid.as_str()) {
+        return Err(AppError::NotFound);
+    }
+    Ok(())
+}
+
+/// Resend one of my pending invitations.
+#[post("/o/{org}/invite/{id}/resend")]
+async fn resend(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    user: SignedIn,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, AppError> {
+    let (slug, id) = path.into_inner();
+    let (org, _) = inviter(&state, &slug, &user.0.id).await?;
+    my_invitation(&state, &org, &user.0.id, &id).await?;
+    let act = actor(&req, Some(&user.0));
+    let (uid, public_url, o) = (user.0.id.clone(), state.settings.public_url.clone(), org.clone());
+    let result = with_conn(&state.pool, move |c| {
+        let me = accounts::find_by_id(c, &uid)?.ok_or(AppError::NotFound)?;
+        Ok(invitations::resend(c, &o, &id, &MailContext { public_url: &public_url, inviter: &me }, &act))
+    })
+    .await?;
+    match result {
+        Ok(_) => {
+            state.wake_mail();
+            Ok(see_other(&format!("/o/{}/invite?done=resent", org.slug)))
+        }
+        Err(ServiceError::WrongState) => Err(AppError::BadRequest("invitation is not pending".into())),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Revoke one of my pending invitations.
+#[post("/o/{org}/invite/{id}/revoke")]
+async fn revoke(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    user: SignedIn,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, AppError> {
+    let (slug, id) = path.into_inner();
+    let (org, _) = inviter(&state, &slug, &user.0.id).await?;
+    my_invitation(&state, &org, &user.0.id, &id).await?;
+    let act = actor(&req, Some(&user.0));
+    let o = org.clone();
+    match with_conn(&state.pool, move |c| Ok(invitations::revoke(c, &o, &id, &act))).await? {
+        Ok(()) => Ok(see_other(&format!("/o/{}/invite?done=revoked", org.slug))),
+        Err(ServiceError::WrongState) => Err(AppError::BadRequest("invitation is not pending".into())),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,93 @@
+//! `/o/{org}/sponsor/{membership}`: the one-click page a sponsor reaches from the reminder email
+//! to extend a guest's access.
+
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use askama::Template;
+
+use crate::auth::SignedIn;
+use crate::db::models::Organization;
+use crate::domain::role;
+use crate::error::AppError;
+use crate::services::{ServiceError, accounts, lifecycle};
+use crate::startup::AppState;
+use crate::web::member::active_membership;
+use crate::web::{Ctx, actor, ok, with_conn};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(show).service(extend);
+}
+
+#[derive(Template)]
+#[template(path = "pages/member/sponsor.html")]
+struct SponsorPage {
+    ctx: Ctx,
+    org: Organization,
+    membership_id: String,
+    guest_name: String,
+    guest_email: String,
+    ends: Option<String>,
+    extended: bool,
+    days: String,
+}
+
+/// The guest a signed-in sponsor (or an admin) may extend; 404 for anyone else.
+async fn load(
+    state: &web::Data<AppState>,
+    ctx: Ctx,
+    slug: &str,
+    mid: &str,
+    user_id: &str,
+    extended: bool,
+) -> Result<SponsorPage, AppError> {
+    let (org, me) = active_membership(state, slug, user_id).await?;
+    let (o, m, uid) = (org.clone(), mid.to_owned(), user_id.to_owned());
+    let (guest_m, guest) = with_conn(&state.pool, move |c| {
+        let gm = lifecycle::find(c, &o.id, &m).map_err(|_| AppError::NotFound)?;
+        if gm.sponsor_id.as_deref() != Some(uid.as_str()) && me.role != role::ADMIN {
+            return Err(AppError::NotFound);
+        }
+        let guest = accounts::find_by_id(c, &gm.user_id)?.ok_or(AppError::NotFound)?;
+        Ok((gm, guest))
+    })
+    .await?;
+    let tr = ctx.tr;
+    Ok(SponsorPage {
+        membership_id: guest_m.id,
+        guest_name: guest.display_name,
+        guest_email: guest.email,
+        ends: guest_m.access_ends_at.map(|e| tr.datetime(&e)),
+        extended,
+        days: lifecycle::extension_days(&org).to_string(),
+        org,
+        ctx,
+    })
+}
+
+#[get("/o/{org}/sponsor/{id}")]
+async fn show(
+    state: web::Data<AppState>,
+    ctx: Ctx,
+    user: SignedIn,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, AppError> {
+    let (slug, id) = path.into_inner();
+    ok(&load(&state, ctx, &slug, &id, &user.0.id, false).await?)
+}
+
+#[post("/o/{org}/sponsor/{id}")]
+async fn extend(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    ctx: Ctx,
+    user: SignedIn,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, AppError> {
+    let (slug, id) = path.into_inner();
+    let current = load(&state, ctx.clone(), &slug, &id, &user.0.id, false).await?;
+    let (org, mid, a) = (current.org.clone(), current.membership_id.clone(), actor(&req, Some(&user.0)));
+    match with_conn(&state.pool, move |c| Ok(lifecycle::extend(c, &org, &mid, &a))).await? {
+        Ok(_) => ok(&load(&state, ctx, &slug, &id, &user.0.id, true).await?),
+        Err(ServiceError::WrongState) => Err(AppError::BadRequest("no end date to extend".into())),
+        Err(e) => Err(e.into()),
+    }
+}
