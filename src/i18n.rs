@@ -156,7 +156,7 @@ impl Tr {
         ];
         let m = t.month() as usize - 1;
         match self.lang {
-            Lang::En => format!("{} {} {}, {:02}:{:02} UTC", month_en[m], t.day(), t.year(), t.hour(), t.minute()),
+            Lang::En => format!("{} {}, {}, {:02}:{:02} UTC", month_en[m], t.day(), t.year(), t.hour(), t.minute()),
             Lang::Fr => {
                 let day = if t.day() == 1 { "1er".to_owned() } else { t.day().to_string() };
                 format!("{day} {} {} à {:02} h {:02} UTC", month_fr[m], t.year(), t.hour(), t.minute())

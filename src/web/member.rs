@@ -88,6 +88,7 @@ struct AppsPage {
     org_name: String,
     is_admin: bool,
     can_leave: bool,
+    can_invite: bool,
     welcome: bool,
     tiles: Vec<AppTile>,
     orgs: Vec<OrgLink>,
@@ -115,6 +116,7 @@ async fn my_apps(
     .await?;
     let orgs =
         all_orgs.into_iter().map(|(o, _)| OrgLink { current: o.id == org.id, slug: o.slug, name: o.name }).collect();
+    let can_invite = crate::services::policy::may_invite(&org, &m);
     ok(&AppsPage {
         ctx,
         tiles: mine.iter().map(|a| AppTile::new(&org.slug, a)).collect(),
@@ -123,6 +125,7 @@ async fn my_apps(
         org_name: org.name,
         is_admin: m.role == role::ADMIN,
         can_leave: m.role != role::ADMIN,
+        can_invite,
         welcome: q.welcome.is_some(),
     })
 }
