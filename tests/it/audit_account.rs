@@ -5,7 +5,7 @@ use reqwest::StatusCode;
 use time::PrimitiveDateTime;
 use time::macros::datetime;
 use vestibule::db::models::AuditEvent;
-use vestibule::db::schema::{audit_events, sessions, users};
+use vestibule::db::schema::{audit_events, org_groups, sessions, users};
 
 use crate::helpers::{Browser, PASSWORD, TestApp, location};
 use crate::on_both_databases;
@@ -51,6 +51,14 @@ fn add_events(app: &TestApp, org: &str, actor: Option<&str>, action: &str, start
             };
             diesel::insert_into(audit_events::table).values(&e).execute(c).unwrap();
         }
+    });
+}
+
+/// Writes one event of `action` on `target`, now.
+fn add_event(app: &TestApp, org: &str, action: &str, target: &str) {
+    app.with_conn(|c| {
+        let actor = vestibule::services::Actor::default();
+        vestibule::services::audit::record(c, &actor, Some(org), action, Some(target), None).unwrap()
     });
 }
 
@@ -173,6 +181,28 @@ async fn audit_log_is_isolated_between_organizations(app: TestApp) {
     assert!(!text.contains("beta") && !text.contains("Beta"), "{text}");
     let (_, body) = beta.get_text("/o/beta/admin/audit").await;
     assert!(body.contains("secret@beta-partner.test") && !body.contains("Acme Corp"));
+
+    // Targets are named from the event's own organization only.
+    let group = vestibule::db::new_id();
+    app.with_conn(|c| {
+        diesel::insert_into(org_groups::table)
+            .values((
+                org_groups::id.eq(&group),
+                org_groups::org_id.eq(org_id(&app, "beta")),
+                org_groups::name.eq("Beta Secret Group"),
+                org_groups::description.eq(""),
+                org_groups::created_at.eq(vestibule::db::now()),
+            ))
+            .execute(c)
+            .unwrap()
+    });
+    for org in ["acme", "beta"] {
+        add_event(&app, &org_id(&app, org), "group.created", &group);
+    }
+    let (_, body) = beta.get_text("/o/beta/admin/audit").await;
+    assert!(body.contains("Beta Secret Group") && body.contains("Group created"));
+    let (_, body) = acme.get_text("/o/acme/admin/audit").await;
+    assert!(body.contains(&group) && !body.contains("Beta Secret Group"));
 }
 
 async fn csv_export_is_complete_and_inert(app: TestApp) {
