@@ -22,6 +22,9 @@ pub const IDLE_TTL: time::Duration = time::Duration::minutes(30);
 /// The idle expiry is pushed forward at most once a minute, to spare the database a write per request.
 const EXTEND_GRANULARITY: time::Duration = time::Duration::seconds(60);
 
+/// Session state keys that carry who is signed in; never carried over into a new session.
+const IDENTITY_KEYS: &[&str] = &["uid", "user", "sid", "ua", "ip"];
+
 /// The session store backed by the `sessions` table.
 #[derive(Clone)]
 pub struct DbSessionStore {
@@ -131,7 +134,13 @@ impl SessionStore for DbSessionStore {
         .await
         .map_err(UpdateError::Other)?;
         if updated == 0 {
-            // The row expired or was revoked meanwhile: start a fresh session rather than resurrect it.
+            // The row expired or was revoked (sign-out, blocking, password change) while this
+            // request ran: start a fresh, anonymous session. Keeping the identity would sign a
+            // revoked session back in under a new key.
+            let mut state = state;
+            for identity in IDENTITY_KEYS {
+                state.remove(*identity);
+            }
             return self.save(state, ttl).await.map_err(|e| UpdateError::Other(anyhow::anyhow!("{e}")));
         }
         Ok(key)

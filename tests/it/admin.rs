@@ -100,6 +100,7 @@ async fn users_list_filters_searches_and_pages(app: TestApp) {
 async fn guest_page_shows_delivery_and_removal_ends_sessions(app: TestApp) {
     let admin = app.admin().await;
     let link = invite_by_email(&app, &admin, "pat@partner.test").await;
+    app.wait_mail_settled().await;
     let mid: String = app.with_conn(|c| invitations::table.select(invitations::membership_id).first(c).unwrap());
     let (status, body) = admin.get_text(&format!("/o/acme/admin/users/{mid}")).await;
     assert_eq!(status, StatusCode::OK);

@@ -154,6 +154,23 @@ impl TestApp {
         b
     }
 
+    /// Waits until the mail worker has recorded every queued mail as sent (mail can reach the
+    /// SMTP listener a moment before the worker marks it).
+    pub async fn wait_mail_settled(&self) {
+        use vestibule::db::schema::outbox;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let busy: i64 = self.with_conn(|c| {
+                outbox::table.filter(outbox::status.eq_any(["queued", "sending"])).count().get_result(c).unwrap()
+            });
+            if busy == 0 {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "mail still queued");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// Runs a closure with a connection.
     pub fn with_conn<T>(&self, f: impl FnOnce(&mut DbConnection) -> T) -> T {
         let mut conn = self.conn();

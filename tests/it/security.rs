@@ -176,3 +176,29 @@ on_both_databases!(
     headers_and_error_pages,
     language_switch_is_remembered,
 );
+
+/// A session revoked while one of its requests was still running is not signed back in when
+/// that request saves its state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_session_is_not_resurrected() {
+    use actix_session::storage::SessionStore;
+    let app = TestApp::start(crate::helpers::Db::Sqlite).await.unwrap();
+    let store = vestibule::auth::session_store::DbSessionStore::new(app.pool.clone());
+    let ttl = actix_web::cookie::time::Duration::minutes(30);
+    app.create_org("Acme Corp", "acme", "admin@acme.test");
+    let uid: String = app
+        .with_conn(|c| vestibule::db::schema::users::table.select(vestibule::db::schema::users::id).first(c).unwrap());
+    let mut state = std::collections::HashMap::new();
+    state.insert("uid".to_string(), format!("\"{uid}\""));
+    state.insert("user".to_string(), "{}".to_string());
+    state.insert("lang".to_string(), "\"fr\"".to_string());
+    let key = store.save(state.clone(), &ttl).await.unwrap();
+    app.with_conn(|c| diesel::delete(sessions::table).execute(c).unwrap());
+    let new_key = store.update(key, state, &ttl).await.unwrap();
+    let loaded = store.load(&new_key).await.unwrap().expect("a fresh session");
+    assert!(!loaded.contains_key("uid") && !loaded.contains_key("user"), "identity dropped: {loaded:?}");
+    assert_eq!(loaded.get("lang").map(String::as_str), Some("\"fr\""));
+    let owned: i64 =
+        app.with_conn(|c| sessions::table.filter(sessions::user_id.is_not_null()).count().get_result(c).unwrap());
+    assert_eq!(owned, 0);
+}
