@@ -66,6 +66,12 @@ pub fn non_empty(s: &str) -> Option<String> {
     (!t.is_empty()).then(|| t.to_owned())
 }
 
+/// True when a single-line field (a name) holds any control character, line breaks included:
+/// names end up in email headers, where a line break would start a new header.
+pub fn has_any_control_chars(s: &str) -> bool {
+    s.chars().any(char::is_control)
+}
+
 /// True when the text holds control characters other than line breaks and tabs.
 pub fn has_control_chars(s: &str) -> bool {
     s.chars().any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t')

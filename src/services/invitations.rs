@@ -77,7 +77,7 @@ pub fn validate_with_origins(
         errors.add("email", key);
     }
     let display_name = input.display_name.trim().to_owned();
-    if display_name.chars().count() > 200 || has_control_chars(&display_name) {
+    if display_name.chars().count() > 200 || crate::domain::has_any_control_chars(&display_name) {
         errors.add("display_name", "name.invalid");
     }
     let message = input.message.trim().replace("\r\n", "\n");

@@ -7,7 +7,7 @@ use crate::db::schema::{memberships, one_time_links, organizations};
 use crate::db::{self, DbConnection};
 use crate::domain::redirect::parse_allowlist_entry;
 use crate::domain::token::{PlainToken, hash_token};
-use crate::domain::{Email, OrgSlug, UserType, has_control_chars, role, state};
+use crate::domain::{Email, OrgSlug, UserType, role, state};
 use crate::i18n::Lang;
 use crate::services::audit::{self, action};
 use crate::services::policy::domain_mode as policy_mode;
@@ -34,7 +34,7 @@ pub struct ValidOrg {
 pub fn validate_new_org(input: &NewOrg) -> Result<ValidOrg, FieldErrors> {
     let mut errors = FieldErrors::default();
     let name = input.name.trim().to_owned();
-    if name.is_empty() || name.chars().count() > 100 || has_control_chars(&name) {
+    if name.is_empty() || name.chars().count() > 100 || crate::domain::has_any_control_chars(&name) {
         errors.add("name", "org.name_invalid");
     }
     let slug = if input.slug.trim().is_empty() { OrgSlug::from_name(&name) } else { OrgSlug::parse(&input.slug) };
@@ -46,7 +46,7 @@ pub fn validate_new_org(input: &NewOrg) -> Result<ValidOrg, FieldErrors> {
         errors.add("admin_email", "email.invalid");
     }
     let admin_name = input.admin_name.trim().to_owned();
-    if admin_name.chars().count() > 200 || has_control_chars(&admin_name) {
+    if admin_name.chars().count() > 200 || crate::domain::has_any_control_chars(&admin_name) {
         errors.add("admin_name", "name.invalid");
     }
     match (slug, email) {
@@ -195,7 +195,7 @@ pub fn update_settings(
 ) -> Result<Organization, ServiceError> {
     let mut errors = FieldErrors::default();
     let name = input.name.trim().to_owned();
-    if name.is_empty() || name.chars().count() > 100 || has_control_chars(&name) {
+    if name.is_empty() || name.chars().count() > 100 || crate::domain::has_any_control_chars(&name) {
         errors.add("name", "org.name_invalid");
     }
     let privacy = input.privacy_url.trim();

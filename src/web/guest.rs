@@ -12,7 +12,6 @@ use serde::Deserialize;
 use crate::auth::guard::{current_user, sign_out};
 use crate::auth::password::hash_password;
 
-use crate::domain::has_control_chars;
 use crate::domain::password::{PasswordProblem, check_new_password};
 use crate::domain::redirect::check_redirect;
 use crate::error::AppError;
@@ -163,7 +162,7 @@ async fn register(
     }
     let mut errors = FieldErrors::default();
     let name = form.display_name.trim().to_owned();
-    if name.is_empty() || name.chars().count() > 200 || has_control_chars(&name) {
+    if name.is_empty() || name.chars().count() > 200 || crate::domain::has_any_control_chars(&name) {
         errors.add("display_name", "name.invalid");
     }
     if let Err(problem) = check_new_password(&form.password, &form.confirm, &live.invitation.email) {

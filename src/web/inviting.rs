@@ -28,10 +28,15 @@ pub struct InviteForm {
 }
 
 impl InviteForm {
-    /// Builds the form from urlencoded pairs.
-    pub fn from_pairs(pairs: Vec<(String, String)>) -> InviteForm {
+    /// Builds the form from urlencoded pairs; a field other than `groups` given twice (parameter
+    /// pollution) is refused.
+    pub fn from_pairs(pairs: Vec<(String, String)>) -> Result<InviteForm, AppError> {
         let mut f = InviteForm::default();
+        let mut seen = std::collections::HashSet::new();
         for (k, v) in pairs {
+            if k != "groups" && !seen.insert(k.clone()) {
+                return Err(AppError::BadRequest(format!("field {k} given twice")));
+            }
             match k.as_str() {
                 "email" => f.email = v,
                 "display_name" => f.display_name = v,
@@ -45,7 +50,7 @@ impl InviteForm {
                 _ => {}
             }
         }
-        f
+        Ok(f)
     }
 
     /// True when group `id` was ticked.

@@ -153,7 +153,7 @@ async fn send(
     pairs: web::Form<Vec<(String, String)>>,
 ) -> Result<HttpResponse, AppError> {
     let (org, m) = inviter(&state, &slug, &user.0.id).await?;
-    let form = InviteForm::from_pairs(pairs.into_inner());
+    let form = InviteForm::from_pairs(pairs.into_inner())?;
     let act = actor(&req, Some(&user.0));
     match submit(&state, &org, &m, &user.0, &form, act, true).await? {
         Ok(created) => {

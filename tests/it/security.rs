@@ -202,3 +202,45 @@ async fn revoked_session_is_not_resurrected() {
         app.with_conn(|c| sessions::table.filter(sessions::user_id.is_not_null()).count().get_result(c).unwrap());
     assert_eq!(owned, 0);
 }
+
+async fn header_injection_and_parameter_pollution_are_refused(app: TestApp) {
+    let admin = app.admin().await;
+    let res = admin
+        .post(
+            "/o/acme/admin/invite",
+            &[("email", "pat@partner.test"), ("display_name", "Pat\r\nBcc: spy@evil.test"), ("send_email", "on")],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let res = admin
+        .post(
+            "/o/acme/admin/invite",
+            &[("email", "pat@partner.test"), ("email", "evil@evil.test"), ("send_email", "on")],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let n: i64 = app.with_conn(|c| invitations::table.count().get_result(c).unwrap());
+    assert_eq!(n, 0);
+    // Script in the message and name is escaped in the email's HTML part, plain in its text part.
+    let res = admin
+        .post(
+            "/o/acme/admin/invite",
+            &[
+                ("email", "pat@partner.test"),
+                ("display_name", "<img src=x onerror=alert(1)>"),
+                ("message", "<a href=\"https://evil.test\">click</a><script>x</script>"),
+                ("send_email", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let mail = app.smtp.wait_for("pat@partner.test").await;
+    assert_eq!(mail.rcpt, vec!["pat@partner.test".to_string()], "exactly one recipient");
+    let html = mail.html();
+    assert!(!html.contains("<script>") && !html.contains("<img src=x") && !html.contains("href=\"https://evil.test"));
+    assert!(mail.text().contains("<script>x</script>"), "the text part is the message as typed");
+    let (_, list) = admin.get_text("/o/acme/admin/users").await;
+    assert!(!list.contains("<img src=x"), "escaped in the console");
+}
+
+on_both_databases!(header_injection_and_parameter_pollution_are_refused);

@@ -76,7 +76,7 @@ async fn invite(
     pairs: web::Form<Vec<(String, String)>>,
 ) -> Result<HttpResponse, AppError> {
     let (org, membership) = require_admin(&state, &slug, &user.0.id).await?;
-    let form = InviteForm::from_pairs(pairs.into_inner());
+    let form = InviteForm::from_pairs(pairs.into_inner())?;
     let act = actor(&req, Some(&user.0));
     let outcome = submit(&state, &org, &membership, &user.0, &form, act, false).await?;
     let page = |status: StatusCode, errors: FieldErrors, notice: Option<&'static str>, targets: Targets| {
