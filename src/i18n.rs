@@ -74,12 +74,14 @@ const EN_FILES: &[&str] = &[
     include_str!("../locales/en/collaboration.txt"),
     include_str!("../locales/en/apps.txt"),
     include_str!("../locales/en/account.txt"),
+    include_str!("../locales/en/bulk.txt"),
 ];
 const FR_FILES: &[&str] = &[
     include_str!("../locales/fr/core.txt"),
     include_str!("../locales/fr/collaboration.txt"),
     include_str!("../locales/fr/apps.txt"),
     include_str!("../locales/fr/account.txt"),
+    include_str!("../locales/fr/bulk.txt"),
 ];
 
 fn parse_catalogue(files: &[&'static str]) -> HashMap<&'static str, &'static str> {

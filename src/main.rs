@@ -4,6 +4,8 @@ use std::io::Read;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+mod bulk_cli;
 use vestibule::config::Settings;
 use vestibule::services::Actor;
 use vestibule::services::orgs::{self, NewOrg, link_purpose, validate_new_org};
@@ -26,6 +28,21 @@ enum Command {
     Org {
         #[command(subcommand)]
         command: OrgCommand,
+    },
+    /// Invite guests in bulk from a CSV file (Azure's bulk invite template is accepted).
+    Invite {
+        /// Slug of the organization.
+        #[arg(long)]
+        org: String,
+        /// The CSV file.
+        #[arg(long)]
+        csv: std::path::PathBuf,
+        /// Only check the file and print the preview.
+        #[arg(long)]
+        dry_run: bool,
+        /// Invite as this admin (default: the organization's first admin).
+        #[arg(long = "as", value_name = "EMAIL")]
+        as_email: Option<String>,
     },
 }
 
@@ -74,6 +91,9 @@ fn main() -> ExitCode {
                 },
                 admin_password_stdin,
             )
+        }
+        Command::Invite { org, csv, dry_run, as_email } => {
+            bulk_cli::invite(&settings, &org, &csv, dry_run, as_email.as_deref())
         }
     };
     match result {

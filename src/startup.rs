@@ -35,6 +35,8 @@ pub struct AppState {
     pub throttles: Throttles,
     /// Wakes the mail worker when a request queued mail.
     pub mail_wake: Arc<Notify>,
+    /// Wakes the bulk invitation worker when a job was confirmed.
+    pub bulk_wake: Arc<Notify>,
 }
 
 impl AppState {
@@ -107,6 +109,7 @@ pub struct Application {
     server: Server,
     worker: tokio::task::JoinHandle<()>,
     lifecycle: tokio::task::JoinHandle<()>,
+    bulk: tokio::task::JoinHandle<()>,
     shutdown: watch::Sender<bool>,
     /// The pool (tests read the database through it).
     pub pool: Pool,
@@ -146,6 +149,15 @@ impl Application {
             settings.public_url.clone(),
             shutdown_rx.clone(),
         ));
+        let bulk_wake = Arc::new(Notify::new());
+        let bulk = tokio::spawn(crate::services::bulk::worker::run(
+            pool.clone(),
+            settings.public_url.clone(),
+            mail_wake.clone(),
+            bulk_wake.clone(),
+            Duration::from_millis(settings.mail_poll_ms.max(1000)),
+            shutdown_rx.clone(),
+        ));
         let worker = tokio::spawn(worker::run(worker_cfg, mail_wake.clone(), shutdown_rx));
 
         let session_key = Key::try_from(&secret[..64]).context("secret key")?;
@@ -159,6 +171,7 @@ impl Application {
             csrf_key,
             throttles: Throttles::default(),
             mail_wake,
+            bulk_wake,
         });
         let store = DbSessionStore::new(pool.clone());
 
@@ -191,7 +204,7 @@ impl Application {
         if workers > 0 {
             server = server.workers(workers);
         }
-        Ok(Application { port, server: server.run(), worker, lifecycle, shutdown, pool, setup_link })
+        Ok(Application { port, server: server.run(), worker, lifecycle, bulk, shutdown, pool, setup_link })
     }
 
     /// The bound port.
@@ -205,6 +218,7 @@ impl Application {
         let _ = self.shutdown.send(true);
         let _ = self.worker.await;
         let _ = self.lifecycle.await;
+        let _ = self.bulk.await;
         result
     }
 }

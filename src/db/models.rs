@@ -218,3 +218,57 @@ pub struct AppAssignment {
     pub group_id: Option<String>,
     pub created_at: PrimitiveDateTime,
 }
+
+/// A bulk invitation job: one uploaded CSV file, previewed, then processed in batches.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = bulk_jobs)]
+pub struct BulkJob {
+    pub id: String,
+    pub org_id: String,
+    pub created_by: String,
+    /// `previewed`, `queued`, `running`, `done`, `failed` or `cancelled`.
+    pub status: String,
+    pub file_name: String,
+    /// Data rows in the file.
+    pub total: i64,
+    pub valid_rows: i64,
+    pub invalid_rows: i64,
+    pub duplicate_rows: i64,
+    /// Valid rows handled so far (saved with each batch).
+    pub processed: i64,
+    /// Rows that ended with an invitation (new or already pending).
+    pub succeeded: i64,
+    /// Of `succeeded`, rows whose address already had a pending invitation.
+    pub existing: i64,
+    pub failed: i64,
+    /// Why the whole job failed, when it did.
+    pub error: Option<String>,
+    pub created_at: PrimitiveDateTime,
+    pub started_at: Option<PrimitiveDateTime>,
+    pub finished_at: Option<PrimitiveDateTime>,
+    /// The worker holding the job, until `lease_until`.
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<PrimitiveDateTime>,
+}
+
+/// One data line of a bulk file, as validated and then as processed.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = bulk_rows)]
+pub struct BulkRow {
+    pub job_id: String,
+    /// Line of the file where the record starts (1 is `version:v1.0`).
+    pub line_no: i64,
+    pub email: String,
+    pub display_name: String,
+    pub redirect_url: String,
+    pub send_email: bool,
+    pub message: String,
+    /// Group ids, comma-separated.
+    pub groups: String,
+    pub language: Option<String>,
+    /// `valid`, `invalid`, `duplicate`, `created` or `failed`.
+    pub status: String,
+    /// Catalogue key of the problem (or `bulk.reason_existing`).
+    pub reason: Option<String>,
+    pub invitation_id: Option<String>,
+}

@@ -183,6 +183,47 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    bulk_jobs (id) {
+        id -> Text,
+        org_id -> Text,
+        created_by -> Text,
+        status -> Text,
+        file_name -> Text,
+        total -> BigInt,
+        valid_rows -> BigInt,
+        invalid_rows -> BigInt,
+        duplicate_rows -> BigInt,
+        processed -> BigInt,
+        succeeded -> BigInt,
+        existing -> BigInt,
+        failed -> BigInt,
+        error -> Nullable<Text>,
+        created_at -> Timestamp,
+        started_at -> Nullable<Timestamp>,
+        finished_at -> Nullable<Timestamp>,
+        lease_owner -> Nullable<Text>,
+        lease_until -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    bulk_rows (job_id, line_no) {
+        job_id -> Text,
+        line_no -> BigInt,
+        email -> Text,
+        display_name -> Text,
+        redirect_url -> Text,
+        send_email -> Bool,
+        message -> Text,
+        groups -> Text,
+        language -> Nullable<Text>,
+        status -> Text,
+        reason -> Nullable<Text>,
+        invitation_id -> Nullable<Text>,
+    }
+}
+
 diesel::joinable!(memberships -> organizations (org_id));
 diesel::joinable!(org_groups -> organizations (org_id));
 diesel::joinable!(group_members -> org_groups (group_id));

@@ -47,6 +47,9 @@ pub mod action {
     pub const ACCESS_EXTENDED: &str = "access.extended";
     pub const END_REMINDER_SENT: &str = "access.end_reminder_sent";
     pub const ACCESS_ENDED: &str = "access.ended";
+    pub const BULK_PREVIEWED: &str = "bulk.previewed";
+    pub const BULK_STARTED: &str = "bulk.started";
+    pub const BULK_FINISHED: &str = "bulk.finished";
 
     /// Every action above, in the order the audit page offers them; a unit test keeps it complete.
     pub const ALL: &[&str] = &[
@@ -88,6 +91,9 @@ pub mod action {
         ACCESS_EXTENDED,
         END_REMINDER_SENT,
         ACCESS_ENDED,
+        BULK_PREVIEWED,
+        BULK_STARTED,
+        BULK_FINISHED,
     ];
 }
 

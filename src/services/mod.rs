@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod apps;
 pub mod audit;
 pub mod audit_log;
+pub mod bulk;
 pub mod groups;
 pub mod invitations;
 pub mod lifecycle;

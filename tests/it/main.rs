@@ -5,6 +5,7 @@ mod smtp;
 
 mod admin;
 mod audit_account;
+mod bulk;
 mod groups_apps;
 mod lifecycle;
 mod mail;

@@ -2,6 +2,7 @@
 
 mod apps;
 mod audit;
+mod bulk;
 mod groups;
 mod invite;
 mod lifecycle;
@@ -28,6 +29,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     groups::routes(cfg);
     apps::routes(cfg);
     audit::routes(cfg);
+    bulk::routes(cfg);
 }
 
 /// The org and the caller's admin membership; 404 for everyone else, so that the console of

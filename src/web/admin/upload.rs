@@ -42,7 +42,12 @@ impl UploadForm {
 
 /// Reads the whole form. A file field keeps up to `file_limit + 1` bytes; what is beyond is read
 /// and dropped, so the answer can still reach a browser that is sending.
-pub async fn read(mut form: Multipart, file_limit: usize) -> Result<UploadForm, AppError> {
+pub async fn read(form: Multipart, file_limit: usize) -> Result<UploadForm, AppError> {
+    read_limited(form, file_limit, MAX_BODY_BYTES).await
+}
+
+/// [`read`] with a larger cap on the whole body (bulk CSV files).
+pub async fn read_limited(mut form: Multipart, file_limit: usize, body_limit: usize) -> Result<UploadForm, AppError> {
     let bad = |e: actix_multipart::MultipartError| AppError::BadRequest(format!("multipart: {e}"));
     let mut out = UploadForm::default();
     let mut total = 0usize;
@@ -55,7 +60,7 @@ pub async fn read(mut form: Multipart, file_limit: usize) -> Result<UploadForm, 
         while let Some(chunk) = field.next().await {
             let chunk = chunk.map_err(bad)?;
             total += chunk.len();
-            if total > MAX_BODY_BYTES {
+            if total > body_limit {
                 return Err(AppError::PayloadTooLarge);
             }
             let room = keep.saturating_sub(bytes.len());
