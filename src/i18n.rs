@@ -75,6 +75,7 @@ const EN_FILES: &[&str] = &[
     include_str!("../locales/en/apps.txt"),
     include_str!("../locales/en/account.txt"),
     include_str!("../locales/en/bulk.txt"),
+    include_str!("../locales/en/api.txt"),
 ];
 const FR_FILES: &[&str] = &[
     include_str!("../locales/fr/core.txt"),
@@ -82,6 +83,7 @@ const FR_FILES: &[&str] = &[
     include_str!("../locales/fr/apps.txt"),
     include_str!("../locales/fr/account.txt"),
     include_str!("../locales/fr/bulk.txt"),
+    include_str!("../locales/fr/api.txt"),
 ];
 
 fn parse_catalogue(files: &[&'static str]) -> HashMap<&'static str, &'static str> {

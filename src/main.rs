@@ -44,6 +44,24 @@ enum Command {
         #[arg(long = "as", value_name = "EMAIL")]
         as_email: Option<String>,
     },
+    /// Manage API keys.
+    ApiKey {
+        #[command(subcommand)]
+        command: ApiKeyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApiKeyCommand {
+    /// Create an API key for an organization and print it (shown only once).
+    Create {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        expires_days: Option<u32>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -92,6 +110,12 @@ fn main() -> ExitCode {
                 admin_password_stdin,
             )
         }
+        Command::ApiKey { command: ApiKeyCommand::Create { org, name, expires_days } } => prepare_database(&settings)
+            .and_then(|pool| {
+                let key = vestibule::services::api_keys::create_for_cli(&mut *pool.get()?, &org, &name, expires_days)?;
+                println!("{key}");
+                Ok(())
+            }),
         Command::Invite { org, csv, dry_run, as_email } => {
             bulk_cli::invite(&settings, &org, &csv, dry_run, as_email.as_deref())
         }

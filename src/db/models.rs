@@ -219,6 +219,37 @@ pub struct AppAssignment {
     pub created_at: PrimitiveDateTime,
 }
 
+/// A key for the JSON API; only the SHA-256 of the key is stored.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = api_keys)]
+pub struct ApiKey {
+    pub id: String,
+    pub org_id: String,
+    pub name: String,
+    pub key_hash: String,
+    /// The first characters of the key, shown in lists to tell keys apart.
+    pub prefix: String,
+    /// The admin whose rights and invitation rate the key uses.
+    pub created_by: String,
+    pub created_at: PrimitiveDateTime,
+    pub expires_at: Option<PrimitiveDateTime>,
+    pub last_used_at: Option<PrimitiveDateTime>,
+    pub revoked_at: Option<PrimitiveDateTime>,
+}
+
+/// The first answer to an API request sent with an `Idempotency-Key`, replayed for 24 hours.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = idempotency_keys)]
+pub struct IdempotencyKey {
+    pub org_id: String,
+    pub api_key_id: String,
+    pub key: String,
+    pub request_hash: String,
+    pub status: i64,
+    pub response_body: String,
+    pub created_at: PrimitiveDateTime,
+}
+
 /// A bulk invitation job: one uploaded CSV file, previewed, then processed in batches.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = bulk_jobs)]

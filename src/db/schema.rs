@@ -184,6 +184,33 @@ diesel::table! {
 }
 
 diesel::table! {
+    api_keys (id) {
+        id -> Text,
+        org_id -> Text,
+        name -> Text,
+        key_hash -> Text,
+        prefix -> Text,
+        created_by -> Text,
+        created_at -> Timestamp,
+        expires_at -> Nullable<Timestamp>,
+        last_used_at -> Nullable<Timestamp>,
+        revoked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    idempotency_keys (api_key_id, key) {
+        org_id -> Text,
+        api_key_id -> Text,
+        key -> Text,
+        request_hash -> Text,
+        status -> BigInt,
+        response_body -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     bulk_jobs (id) {
         id -> Text,
         org_id -> Text,
@@ -249,4 +276,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     group_members,
     apps,
     app_assignments,
+    api_keys,
+    idempotency_keys,
 );

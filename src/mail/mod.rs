@@ -2,6 +2,7 @@
 //! them), the worker that sends them, transports and message builders.
 
 pub mod account;
+pub mod invitation_cc;
 pub mod messages;
 pub mod transport;
 pub mod worker;

@@ -47,6 +47,8 @@ pub mod action {
     pub const ACCESS_EXTENDED: &str = "access.extended";
     pub const END_REMINDER_SENT: &str = "access.end_reminder_sent";
     pub const ACCESS_ENDED: &str = "access.ended";
+    pub const API_KEY_CREATED: &str = "api_key.created";
+    pub const API_KEY_REVOKED: &str = "api_key.revoked";
     pub const BULK_PREVIEWED: &str = "bulk.previewed";
     pub const BULK_STARTED: &str = "bulk.started";
     pub const BULK_FINISHED: &str = "bulk.finished";
@@ -91,6 +93,8 @@ pub mod action {
         ACCESS_EXTENDED,
         END_REMINDER_SENT,
         ACCESS_ENDED,
+        API_KEY_CREATED,
+        API_KEY_REVOKED,
         BULK_PREVIEWED,
         BULK_STARTED,
         BULK_FINISHED,

@@ -2,10 +2,12 @@
 //! returns typed errors; none knows about HTTP.
 
 pub mod accounts;
+pub mod api_keys;
 pub mod apps;
 pub mod audit;
 pub mod audit_log;
 pub mod bulk;
+pub mod directory;
 pub mod groups;
 pub mod invitations;
 pub mod lifecycle;

@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod admin;
+pub mod api;
 pub mod guest;
 pub mod inviting;
 pub mod member;
@@ -182,4 +183,5 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     admin::routes(cfg);
     selfservice::routes(cfg);
     sponsor::routes(cfg);
+    api::routes(cfg);
 }

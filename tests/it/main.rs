@@ -4,6 +4,7 @@ mod helpers;
 mod smtp;
 
 mod admin;
+mod api;
 mod audit_account;
 mod bulk;
 mod groups_apps;

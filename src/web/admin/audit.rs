@@ -63,6 +63,8 @@ fn action_key(name: &str) -> Option<&'static str> {
         action::ACCESS_EXTENDED => "audit.action.access_extended",
         action::END_REMINDER_SENT => "audit.action.end_reminder_sent",
         action::ACCESS_ENDED => "audit.action.access_ended",
+        action::API_KEY_CREATED => "audit.action.api_key_created",
+        action::API_KEY_REVOKED => "audit.action.api_key_revoked",
         _ => return None,
     })
 }

@@ -1,5 +1,6 @@
 //! The admin console, `/o/{org}/admin`.
 
+mod api_keys;
 mod apps;
 mod audit;
 mod bulk;
@@ -30,6 +31,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     apps::routes(cfg);
     audit::routes(cfg);
     bulk::routes(cfg);
+    api_keys::routes(cfg);
 }
 
 /// The org and the caller's admin membership; 404 for everyone else, so that the console of
