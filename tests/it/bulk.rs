@@ -211,3 +211,50 @@ async fn ten_thousand_rows(app: TestApp) {
 }
 
 on_both_databases!(template_is_azure_layout, azure_file_previews_then_invites, ten_thousand_rows);
+
+/// A worker that dies mid-job (here: one that did a batch and then stopped renewing its lease)
+/// leaves the job to the server's worker once the lease runs out: it resumes at the first row
+/// not done, with no duplicate and every invitation with its email.
+async fn crashed_worker_is_resumed(app: TestApp) {
+    use vestibule::services::bulk::worker;
+    const N: usize = 450;
+    let admin = app.admin().await;
+    let res = upload(&admin, "/o/acme/admin/bulk", big_file(&app.base, N).as_bytes()).await;
+    let page = location(&res);
+    let job = job_of(&page);
+    // A "crashed" worker claims the job before the server's worker wakes, and does one batch.
+    let public_url = url::Url::parse(&app.base).unwrap();
+    let (j, u) = (job.clone(), public_url.clone());
+    app.with_conn(move |c| {
+        // Claimed in one step from "previewed", so the server's worker cannot get there first.
+        let until = vestibule::db::now() + time::Duration::minutes(5);
+        diesel::update(bulk_jobs::table.find(&j))
+            .set((
+                bulk_jobs::status.eq("running"),
+                bulk_jobs::lease_owner.eq(Some("dead-worker")),
+                bulk_jobs::lease_until.eq(Some(until)),
+            ))
+            .execute(c)
+            .unwrap();
+        let step = worker::run_batch(c, &j, "dead-worker", &u, 200).unwrap();
+        assert_eq!(step, worker::Step::Progress { processed: 200, of: N as i64 });
+    });
+    assert_eq!(count_invitations(&app), (200, 200));
+    // Its lease runs out; the server's worker takes over.
+    let j = job.clone();
+    app.with_conn(move |c| {
+        let past = vestibule::db::now() - time::Duration::minutes(1);
+        diesel::update(bulk_jobs::table.find(&j)).set(bulk_jobs::lease_until.eq(Some(past))).execute(c).unwrap();
+    });
+    assert_eq!(wait_job(&app, &job, Duration::from_secs(60)).await, "done");
+    assert_eq!(count_invitations(&app), (N as i64, N as i64));
+    // The dead worker, back, has lost the job and touches nothing.
+    let j = job.clone();
+    let step = app.with_conn(move |c| worker::run_batch(c, &j, "dead-worker", &public_url, 200).unwrap());
+    assert_eq!(step, worker::Step::LostLease);
+    let (_, body) = admin.get_text(&page).await;
+    assert!(body.contains(&format!("<dd id=\"count-succeeded\">{N}</dd>")));
+    assert!(body.contains("<dd id=\"count-existing\">0</dd>"));
+}
+
+on_both_databases!(crashed_worker_is_resumed);
