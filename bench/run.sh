@@ -20,8 +20,9 @@ PASSWORD="bench pass phrase for vestibule"
 
 command -v wrk >/dev/null || { apt-get install -y -q wrk >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null; }; }
 cargo build --release --bin vestibule --example seed
-BIN=$PWD/target/release/vestibule
-SEED=$PWD/target/release/examples/seed
+TARGET=${CARGO_TARGET_DIR:-$PWD/target}
+BIN=$TARGET/release/vestibule
+SEED=$TARGET/release/examples/seed
 
 # scenario NAME URL [wrk options...] [-- script args...]: a warm-up, then RUNS counted runs;
 # prints the median req/s and p99.

@@ -137,6 +137,13 @@ pub fn restore(conn: &mut DbConnection, org: &Organization, mid: &str, actor: &A
     })
 }
 
+/// Where the new invitation of a reset lands, and its personal message (already validated).
+#[derive(Debug, Clone, Default)]
+pub struct ResetLanding {
+    pub redirect_url: Option<String>,
+    pub message: Option<String>,
+}
+
 /// "Invite with reset": binds an accepted guest again to `new_email` (or the same address) and
 /// sends a new invitation; the person must redeem it before getting access back. Groups and
 /// apps stay on the membership.
@@ -145,6 +152,7 @@ pub fn reset_redemption(
     org: &Organization,
     mid: &str,
     new_email: &str,
+    landing: ResetLanding,
     mail_ctx: &MailContext,
     actor: &Actor,
 ) -> Result<Invitation, ServiceError> {
@@ -193,8 +201,8 @@ pub fn reset_redemption(
             membership_id: m.id.clone(),
             email: email.as_str().to_owned(),
             display_name: old.display_name.clone(),
-            message: None,
-            redirect_url: None,
+            message: landing.message,
+            redirect_url: landing.redirect_url,
             user_type: m.user_type.clone(),
             language: None,
             token_hash: token.hash(),

@@ -174,8 +174,16 @@ async fn reset(
     let (uid, public_url) = (user.0.id.clone(), state.settings.public_url.clone());
     let result = act_with_field(&req, &state, ctx, &user, path, "reset", keep, move |c, o, m, a| {
         let inviter = accounts::find_by_id(c, &uid)?.ok_or(ServiceError::NotFound)?;
-        lifecycle::reset_redemption(c, o, m, &email, &MailContext { public_url: &public_url, inviter: &inviter }, a)
-            .map(|_| ())
+        lifecycle::reset_redemption(
+            c,
+            o,
+            m,
+            &email,
+            Default::default(),
+            &MailContext { public_url: &public_url, inviter: &inviter },
+            a,
+        )
+        .map(|_| ())
     })
     .await;
     state.wake_mail();

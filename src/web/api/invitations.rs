@@ -9,7 +9,6 @@ use sha2::{Digest, Sha256};
 
 use super::{ApiError, Caller, authenticate, json, parse_object, read_body, refuse_unknown, request_id, respond, take};
 use crate::db::models::{IdempotencyKey, Invitation};
-use crate::db::schema::invitations as inv_table;
 use crate::domain::{Email, invitation_status};
 use crate::i18n::Lang;
 use crate::services::invitations::{self, InviteInput, MailContext};
@@ -278,15 +277,16 @@ async fn create_invitation(
     let outcome = with_conn(&state.pool, move |c| {
         let inviter = accounts::find_by_id(c, &creator)?.ok_or(crate::error::AppError::NotFound)?;
         let ctx = MailContext { public_url: &public_url, inviter: &inviter };
-        Ok(match reset_target {
+        // One write transaction for the invitation, its mail, a resend and the CC copy
+        // (the services' own transactions nest inside it).
+        Ok(crate::db::write_tx(c, |c| match reset_target {
             Some(mid) => {
-                lifecycle::reset_redemption(c, &org, &mid, valid.email.as_str(), &ctx, &actor).and_then(|inv| {
-                    use diesel::prelude::*;
-                    diesel::update(inv_table::table.find(&inv.id))
-                        .set((inv_table::redirect_url.eq(&valid.redirect_url), inv_table::message.eq(&valid.message)))
-                        .execute(c)?;
-                    Ok((invitations::find_in_org(c, &org.id, &inv.id)?.unwrap_or(inv), None))
-                })
+                let landing = lifecycle::ResetLanding {
+                    redirect_url: valid.redirect_url.clone(),
+                    message: valid.message.clone(),
+                };
+                lifecycle::reset_redemption(c, &org, &mid, valid.email.as_str(), landing, &ctx, &actor)
+                    .map(|inv| (inv, None))
             }
             None => invitations::create(c, &org, &valid, &ctx, &actor).and_then(|created| {
                 let inv = if created.existing && valid.send_email {
@@ -305,7 +305,7 @@ async fn create_invitation(
                 }
                 Ok((inv, created.redeem_url))
             }),
-        })
+        }))
     })
     .await?;
     let (inv, redeem_url) = outcome.map_err(service_error)?;
