@@ -7,6 +7,7 @@ mod admin;
 mod api;
 mod audit_account;
 mod bulk;
+mod bulk_kill;
 mod groups_apps;
 mod lifecycle;
 mod mail;
