@@ -68,6 +68,8 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         })?;
     }
+    // A production database has planner statistics; give the fresh one its own.
+    diesel::sql_query("ANALYZE").execute(&mut conn)?;
     println!("seeded {count} guests into {slug}");
     Ok(())
 }

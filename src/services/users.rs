@@ -85,7 +85,9 @@ pub mod list_state {
 
 /// Lists the org's people, newest first, using an index for the first page and for searches.
 pub fn list(conn: &mut DbConnection, org_id: &str, filter: &UserFilter) -> QueryResult<UserPage> {
-    let mut q = memberships::table.inner_join(users::table).filter(memberships::org_id.eq(org_id)).into_boxed();
+    // Memberships alone first (the (org_id, created_at, id) index gives the page in order without
+    // a join or a sort, whatever the planner's statistics), then their accounts by id.
+    let mut q = memberships::table.filter(memberships::org_id.eq(org_id)).into_boxed();
     if filter.state.as_deref() == Some(list_state::REMOVED) {
         q = q.filter(memberships::removed_at.gt(db::now() - crate::services::lifecycle::RESTORE_WINDOW));
     } else {
@@ -116,11 +118,21 @@ pub fn list(conn: &mut DbConnection, org_id: &str, filter: &UserFilter) -> Query
             memberships::created_at.lt(*at).or(memberships::created_at.eq(*at).and(memberships::id.lt(id.clone()))),
         );
     }
-    let mut rows: Vec<(Membership, User)> = q
+    let page: Vec<Membership> = q
         .order((memberships::created_at.desc(), memberships::id.desc()))
         .limit(PAGE_SIZE + 1)
-        .select((Membership::as_select(), User::as_select()))
+        .select(Membership::as_select())
         .load(conn)?;
+    let user_ids: Vec<String> = page.iter().map(|m| m.user_id.clone()).collect();
+    let mut accounts: HashMap<String, User> = users::table
+        .filter(users::id.eq_any(&user_ids))
+        .select(User::as_select())
+        .load(conn)?
+        .into_iter()
+        .map(|u| (u.id.clone(), u))
+        .collect();
+    let mut rows: Vec<(Membership, User)> =
+        page.into_iter().filter_map(|m| accounts.remove(&m.user_id).map(|u| (m, u))).collect();
     let next = if rows.len() as i64 > PAGE_SIZE {
         rows.truncate(PAGE_SIZE as usize);
         rows.last().map(|(m, _)| (m.created_at, m.id.clone()))
