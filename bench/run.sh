@@ -76,7 +76,7 @@ for BACKEND in $BACKENDS; do
     fi
     "$BIN" serve >"$WORK/server.log" 2>&1 &
     SERVER=$!
-    trap 'kill $SERVER 2>/dev/null' EXIT
+    trap 'kill $SERVER 2>/dev/null || true' EXIT
     for _ in $(seq 1 100); do curl -fs "$BASE/healthz" >/dev/null && break; sleep 0.1; done
 
     JAR=$WORK/jar

@@ -65,6 +65,9 @@ fn action_key(name: &str) -> Option<&'static str> {
         action::ACCESS_ENDED => "audit.action.access_ended",
         action::API_KEY_CREATED => "audit.action.api_key_created",
         action::API_KEY_REVOKED => "audit.action.api_key_revoked",
+        action::BULK_PREVIEWED => "audit.action.bulk_previewed",
+        action::BULK_STARTED => "audit.action.bulk_started",
+        action::BULK_FINISHED => "audit.action.bulk_finished",
         _ => return None,
     })
 }
