@@ -102,7 +102,10 @@ pub async fn submit(
         group_ids: form.groups.clone(),
         app_id: Some(form.app.trim().to_owned()).filter(|a| !a.is_empty()),
     };
-    let app_origins = {
+    // The app origins matter only for a landing URL, the targets only when some were chosen.
+    let app_origins = if input.redirect_url.trim().is_empty() {
+        Vec::new()
+    } else {
         let org_id = org.id.clone();
         with_conn(&state.pool, move |c| Ok(crate::services::apps::origins(c, &org_id)?)).await?
     };
@@ -110,9 +113,11 @@ pub async fn submit(
         Ok(_) => FieldErrors::default(),
         Err(e) => e,
     };
-    let targets = load_targets(state, org, inviter).await?;
-    if let Err(e) = invitations::check_targets(&targets, &input.group_ids, input.app_id.as_deref()) {
-        errors.0.extend(e.0);
+    if !input.group_ids.is_empty() || input.app_id.is_some() {
+        let targets = load_targets(state, org, inviter).await?;
+        if let Err(e) = invitations::check_targets(&targets, &input.group_ids, input.app_id.as_deref()) {
+            errors.0.extend(e.0);
+        }
     }
     if !errors.is_empty() {
         return Ok(Err(Refusal::Invalid(errors)));
