@@ -188,6 +188,8 @@ pub fn create(
                         memberships::removed_at.eq(None::<PrimitiveDateTime>),
                         memberships::left_at.eq(None::<PrimitiveDateTime>),
                         memberships::blocked.eq(false),
+                        // Whoever comes back through an invitation starts without any role.
+                        memberships::role.eq(role::NONE),
                         memberships::access_ends_at.eq(None::<PrimitiveDateTime>),
                         memberships::end_reminder_sent_at.eq(None::<PrimitiveDateTime>),
                         memberships::sponsor_id.eq(&actor.user_id),

@@ -8,7 +8,9 @@ use url::Url;
 
 use crate::auth::session_store::end_all_sessions;
 use crate::db::models::{Invitation, Membership, Organization, User};
-use crate::db::schema::{app_assignments, group_members, invitations, memberships, organizations, outbox, users};
+use crate::db::schema::{
+    app_assignments, audit_events, group_members, invitations, memberships, organizations, outbox, users,
+};
 use crate::db::{self, DbConnection};
 use crate::domain::{Email, UserType, invitation_status, role, state};
 use crate::i18n::Lang;
@@ -313,8 +315,21 @@ pub fn extend(
         let now = db::now();
         let new_end = current.max(now) + time::Duration::days(extension_days(org));
         let ended = current <= now;
-        // Extending after the end restores the access the end date took away.
-        let blocked = m.blocked && !ended;
+        // Extending after the end restores the access the end date took away, but never lifts
+        // a block an admin set: the latest block-related event tells which it was.
+        let last_block: Option<String> = audit_events::table
+            .filter(audit_events::org_id.eq(&org.id))
+            .filter(audit_events::target.eq(&m.user_id))
+            .filter(audit_events::action.eq_any([
+                action::MEMBER_BLOCKED,
+                action::MEMBER_UNBLOCKED,
+                action::ACCESS_ENDED,
+            ]))
+            .order((audit_events::created_at.desc(), audit_events::id.desc()))
+            .select(audit_events::action)
+            .first(conn)
+            .optional()?;
+        let blocked = m.blocked && !(ended && last_block.as_deref() == Some(action::ACCESS_ENDED));
         diesel::update(memberships::table.find(&m.id))
             .set((
                 memberships::access_ends_at.eq(Some(new_end)),

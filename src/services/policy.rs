@@ -3,7 +3,7 @@
 use diesel::prelude::*;
 
 use crate::db::models::{Membership, Organization};
-use crate::db::schema::invitations;
+use crate::db::schema::{audit_events, invitations};
 use crate::db::{self, DbConnection};
 use crate::domain::{policy, role};
 use crate::services::orgs::is_active;
@@ -82,12 +82,22 @@ pub fn parse_domain_entry(entry: &str) -> Option<String> {
 /// Invitations `inviter_id` created in `org` during the last hour (counted in the database, so
 /// that every instance behind a load balancer sees the same number).
 pub fn invitations_last_hour(conn: &mut DbConnection, org_id: &str, inviter_id: &str) -> QueryResult<i64> {
-    invitations::table
+    let since = db::now() - time::Duration::hours(1);
+    let created: i64 = invitations::table
         .filter(invitations::org_id.eq(org_id))
         .filter(invitations::invited_by.eq(inviter_id))
-        .filter(invitations::created_at.gt(db::now() - time::Duration::hours(1)))
+        .filter(invitations::created_at.gt(since))
         .count()
-        .get_result(conn)
+        .get_result(conn)?;
+    // Resends mail the guest again: they count too, so that nobody floods an address.
+    let resent: i64 = audit_events::table
+        .filter(audit_events::org_id.eq(org_id))
+        .filter(audit_events::actor_id.eq(inviter_id))
+        .filter(audit_events::action.eq(crate::services::audit::action::INVITATION_RESENT))
+        .filter(audit_events::created_at.gt(since))
+        .count()
+        .get_result(conn)?;
+    Ok(created + resent)
 }
 
 #[cfg(test)]

@@ -231,7 +231,10 @@ pub fn remove(
             return Err(ServiceError::Forbidden);
         }
         let now = db::now();
-        diesel::update(memberships::table.find(&m.id)).set(memberships::removed_at.eq(Some(now))).execute(conn)?;
+        // A removed person keeps no role: a later restore or re-invitation does not bring it back.
+        diesel::update(memberships::table.find(&m.id))
+            .set((memberships::removed_at.eq(Some(now)), memberships::role.eq(crate::domain::role::NONE)))
+            .execute(conn)?;
         diesel::update(
             invitations::table
                 .filter(invitations::membership_id.eq(&m.id))

@@ -69,6 +69,21 @@ pub async fn load_targets(
     with_conn(&state.pool, move |c| Ok(invitations::targets_for(c, &o, &m)?)).await
 }
 
+/// `Some(seconds to wait)` when `user_id` reached the org's invitations-per-hour limit
+/// (new invitations and resends both count).
+pub async fn over_limit(
+    state: &web::Data<AppState>,
+    org: &Organization,
+    user_id: &str,
+) -> Result<Option<u64>, AppError> {
+    if !state.settings.throttle_enabled {
+        return Ok(None);
+    }
+    let (org_id, uid, limit) = (org.id.clone(), user_id.to_owned(), org.invites_per_hour);
+    let sent = with_conn(&state.pool, move |c| Ok(policy::invitations_last_hour(c, &org_id, &uid)?)).await?;
+    Ok((sent >= limit).then_some(600))
+}
+
 /// Why a submission did not create an invitation.
 pub enum Refusal {
     /// Field errors: show the form again with them.
@@ -126,12 +141,8 @@ pub async fn submit(
         Ok(v) => v,
         Err(e) => return Ok(Err(Refusal::Invalid(e))),
     };
-    if state.settings.throttle_enabled {
-        let (org_id, uid, limit) = (org.id.clone(), user.id.clone(), org.invites_per_hour);
-        let sent = with_conn(&state.pool, move |c| Ok(policy::invitations_last_hour(c, &org_id, &uid)?)).await?;
-        if sent >= limit {
-            return Ok(Err(Refusal::RateLimited(600)));
-        }
+    if let Some(wait) = over_limit(state, org, &user.id).await? {
+        return Ok(Err(Refusal::RateLimited(wait)));
     }
     let (uid, public_url, o) = (user.id.clone(), state.settings.public_url.clone(), org.clone());
     let result = with_conn(&state.pool, move |c| {

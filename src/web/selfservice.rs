@@ -214,6 +214,9 @@ async fn resend(
     let (slug, id) = path.into_inner();
     let (org, _) = inviter(&state, &slug, &user.0.id).await?;
     my_invitation(&state, &org, &user.0.id, &id).await?;
+    if let Some(wait) = crate::web::inviting::over_limit(&state, &org, &user.0.id).await? {
+        return Err(AppError::TooManyRequests(wait));
+    }
     let act = actor(&req, Some(&user.0));
     let (uid, public_url, o) = (user.0.id.clone(), state.settings.public_url.clone(), org.clone());
     let result = with_conn(&state.pool, move |c| {

@@ -43,7 +43,9 @@ async fn load(
     let (o, m, uid) = (org.clone(), mid.to_owned(), user_id.to_owned());
     let (guest_m, guest) = with_conn(&state.pool, move |c| {
         let gm = lifecycle::find(c, &o.id, &m).map_err(|_| AppError::NotFound)?;
-        if gm.sponsor_id.as_deref() != Some(uid.as_str()) && me.role != role::ADMIN {
+        // The person the reminder went to: the sponsor, else the inviter.
+        let sponsor = gm.sponsor_id.as_deref().or(gm.invited_by.as_deref());
+        if sponsor != Some(uid.as_str()) && me.role != role::ADMIN {
             return Err(AppError::NotFound);
         }
         let guest = accounts::find_by_id(c, &gm.user_id)?.ok_or(AppError::NotFound)?;

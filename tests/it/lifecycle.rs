@@ -254,7 +254,64 @@ async fn admin_sets_sponsor_and_end_date(app: TestApp) {
     assert!(actions(&app).contains(&"membership.sponsor_changed".to_string()));
 }
 
+async fn removed_admin_comes_back_without_a_role(app: TestApp) {
+    let admin = app.admin().await;
+    let bob = crate::policy::add_person(&app, "acme", "bob@acme.test", "Member", "admin");
+    admin.post(&format!("/o/acme/admin/users/{bob}/remove"), &[]).await;
+    // Anyone allowed to invite brings the address back...
+    crate::policy::add_person(&app, "acme", "mia@acme.test", "Member", "none");
+    let mia = app.browser();
+    mia.sign_in("mia@acme.test", PASSWORD).await;
+    assert_eq!(mia.post("/o/acme/invite", &[("email", "bob@acme.test")]).await.status(), StatusCode::SEE_OTHER);
+    let mail = app.smtp.wait_for("bob@acme.test").await;
+    let link = crate::helpers::path_of(&mail.redeem_link());
+    let bob_browser = app.browser();
+    bob_browser.sign_in("bob@acme.test", PASSWORD).await;
+    assert_eq!(location(&bob_browser.post(&format!("{link}/accept"), &[]).await), "/o/acme/apps");
+    // ...but not the admin role.
+    let role: String = app.with_conn(|c| memberships::table.find(&bob).select(memberships::role).first(c).unwrap());
+    assert_eq!(role, "none");
+    assert_eq!(bob_browser.get("/o/acme/admin").await.status(), StatusCode::NOT_FOUND);
+}
+
+async fn resends_count_toward_the_hourly_limit(app: TestApp) {
+    let admin = app.admin().await;
+    admin.save_settings(&[("invites_per_hour", "3")]).await;
+    invite_by_email(&app, &admin, "pat@partner.test").await;
+    let id: String = app.with_conn(|c| {
+        vestibule::db::schema::invitations::table.select(vestibule::db::schema::invitations::id).first(c).unwrap()
+    });
+    for _ in 0..2 {
+        let res = admin.post(&format!("/o/acme/admin/invitations/{id}/resend"), &[]).await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    }
+    let res = admin.post(&format!("/o/acme/admin/invitations/{id}/resend"), &[]).await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS, "no flooding an address with resends");
+    assert!(res.headers().get("retry-after").is_some());
+}
+
+async fn extension_never_lifts_an_admin_block(app: TestApp) {
+    let admin = app.admin().await;
+    let (mid, _) = accepted_guest(&app, &admin, "pat@partner.test").await;
+    let page = format!("/o/acme/admin/users/{mid}");
+    admin.post(&format!("{page}/end-date"), &[("access_ends_at", "2099-01-01")]).await;
+    admin.post(&format!("{page}/block"), &[]).await;
+    // The end date passes while the person is blocked by the admin; then access is extended.
+    app.with_conn(|c| {
+        diesel::update(memberships::table.find(&mid))
+            .set(memberships::access_ends_at.eq(Some(vestibule::db::now() - time::Duration::days(1))))
+            .execute(c)
+            .unwrap()
+    });
+    assert_eq!(admin.post(&format!("{page}/extend"), &[]).await.status(), StatusCode::SEE_OTHER);
+    let blocked: bool = app.with_conn(|c| memberships::table.find(&mid).select(memberships::blocked).first(c).unwrap());
+    assert!(blocked, "the admin's block stays");
+}
+
 on_both_databases!(
+    removed_admin_comes_back_without_a_role,
+    resends_count_toward_the_hourly_limit,
+    extension_never_lifts_an_admin_block,
     convert_block_remove_restore,
     guest_leaves_and_shows_as_left,
     reset_redemption_rebinds_to_a_new_address,

@@ -134,7 +134,10 @@ pub fn run_batch(
         return Ok(Step::Finished);
     };
     // The admin may have lost the right to invite since confirming.
-    if membership.role != role::ADMIN || !policy::may_invite(&org, &membership) {
+    if membership.role != role::ADMIN
+        || !crate::services::orgs::is_active(&membership)
+        || !policy::may_invite(&org, &membership)
+    {
         fail_job(conn, job_id, owner, "bulk.error_not_allowed")?;
         return Ok(Step::Finished);
     }

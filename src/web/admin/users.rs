@@ -389,6 +389,9 @@ async fn resend(
     let (slug, id) = path.into_inner();
     let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
     let membership_id = membership_of_invitation(&state, &org.id, &id).await?;
+    if let Some(wait) = crate::web::inviting::over_limit(&state, &org, &user.0.id).await? {
+        return Err(AppError::TooManyRequests(wait));
+    }
     let act = actor(&req, Some(&user.0));
     let (uid, public_url) = (user.0.id.clone(), state.settings.public_url.clone());
     let o = org.clone();
