@@ -124,22 +124,17 @@ pub async fn submit(
         let org_id = org.id.clone();
         with_conn(&state.pool, move |c| Ok(crate::services::apps::origins(c, &org_id)?)).await?
     };
-    let mut errors = match invitations::validate_with_origins(&input, org, &state.settings.public_url, &app_origins) {
-        Ok(_) => FieldErrors::default(),
-        Err(e) => e,
-    };
+    let checked = invitations::validate_with_origins(&input, org, &state.settings.public_url, &app_origins);
+    let mut errors = checked.as_ref().err().cloned().unwrap_or_default();
     if !input.group_ids.is_empty() || input.app_id.is_some() {
         let targets = load_targets(state, org, inviter).await?;
         if let Err(e) = invitations::check_targets(&targets, &input.group_ids, input.app_id.as_deref()) {
             errors.0.extend(e.0);
         }
     }
-    if !errors.is_empty() {
-        return Ok(Err(Refusal::Invalid(errors)));
-    }
-    let valid = match invitations::validate_with_origins(&input, org, &state.settings.public_url, &app_origins) {
-        Ok(v) => v,
-        Err(e) => return Ok(Err(Refusal::Invalid(e))),
+    let valid = match checked {
+        Ok(v) if errors.is_empty() => v,
+        _ => return Ok(Err(Refusal::Invalid(errors))),
     };
     if let Some(wait) = over_limit(state, org, &user.id).await? {
         return Ok(Err(Refusal::RateLimited(wait)));

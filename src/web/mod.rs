@@ -143,6 +143,20 @@ where
     .await?
 }
 
+/// A keyset-pagination cursor for URLs: `<unix micros>.<id>` of the last row shown.
+pub fn encode_cursor(at: &time::PrimitiveDateTime, id: &str) -> String {
+    let micros = at.assume_utc().unix_timestamp_nanos() / 1000;
+    format!("{micros}.{id}")
+}
+
+/// Reads a cursor written by [`encode_cursor`]; `None` for anything else.
+pub fn decode_cursor(s: &str) -> Option<(time::PrimitiveDateTime, String)> {
+    let (micros, id) = s.split_once('.')?;
+    let nanos = micros.parse::<i128>().ok()? * 1000;
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(nanos).ok()?;
+    Some((time::PrimitiveDateTime::new(t.date(), t.time()), id.to_owned()))
+}
+
 /// A local path that is safe to redirect to after sign-in (no scheme, no `//host`).
 pub fn safe_next(next: Option<&str>) -> String {
     match next {

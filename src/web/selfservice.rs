@@ -15,7 +15,7 @@ use crate::startup::AppState;
 use crate::web::admin::mail_key;
 use crate::web::inviting::{InviteForm, Refusal, load_targets, submit};
 use crate::web::member::active_membership;
-use crate::web::{Ctx, Errors, actor, render, see_other, with_conn};
+use crate::web::{Ctx, Errors, actor, decode_cursor, encode_cursor, render, see_other, with_conn};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(page).service(send).service(resend).service(revoke);
@@ -64,12 +64,6 @@ async fn inviter(
     Ok((org, m))
 }
 
-fn decode_cursor(s: &str) -> Option<(time::PrimitiveDateTime, String)> {
-    let (micros, id) = s.split_once('.')?;
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(micros.parse::<i128>().ok()? * 1000).ok()?;
-    Some((time::PrimitiveDateTime::new(t.date(), t.time()), id.to_owned()))
-}
-
 #[allow(clippy::too_many_arguments)]
 async fn render_page(
     state: &web::Data<AppState>,
@@ -101,18 +95,8 @@ async fn render_page(
             id: s.invitation.id,
         })
         .collect();
-    let next_query = next.map(|(at, id)| format!("after={}.{id}", at.assume_utc().unix_timestamp_nanos() / 1000));
+    let next_query = next.map(|(at, id)| format!("after={}", encode_cursor(&at, &id)));
     render(status, &InvitePage { ctx, org, form, errors: Errors(errors), notice, problem, targets, sent, next_query })
-}
-
-fn notice_key(done: Option<&str>) -> Option<&'static str> {
-    match done? {
-        "sent" => Some("notice.invitation_sent"),
-        "resent" => Some("notice.invitation_resent"),
-        "revoked" => Some("notice.invitation_revoked"),
-        "existing" => Some("notice.invitation_existing"),
-        _ => None,
-    }
 }
 
 /// The self-service page.
@@ -134,7 +118,7 @@ async fn page(
         &user.0.id,
         InviteForm::default(),
         FieldErrors::default(),
-        notice_key(q.done.as_deref()),
+        crate::web::admin::users::notice_key(q.done.as_deref()),
         None,
         q.after,
         StatusCode::OK,

@@ -16,7 +16,7 @@ use crate::i18n::Tr;
 use crate::services::audit::action;
 use crate::services::audit_log::{self, AuditFilter, AuditQuery, AuditRow, EXPORT_BATCH, PAGE_SIZE, inert_cell};
 use crate::startup::AppState;
-use crate::web::{Ctx, Errors, invalid, ok, with_conn};
+use crate::web::{Ctx, Errors, decode_cursor, encode_cursor, invalid, ok, with_conn};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(list).service(export);
@@ -133,18 +133,6 @@ impl Params {
             to: cut(&self.to),
         }
     }
-}
-
-fn encode_cursor(at: &PrimitiveDateTime, id: &str) -> String {
-    let micros = at.assume_utc().unix_timestamp_nanos() / 1000;
-    format!("{micros}.{id}")
-}
-
-fn decode_cursor(s: &str) -> Option<(PrimitiveDateTime, String)> {
-    let (micros, id) = s.split_once('.')?;
-    let nanos = micros.parse::<i128>().ok()? * 1000;
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(nanos).ok()?;
-    Some((PrimitiveDateTime::new(t.date(), t.time()), id.to_owned()))
 }
 
 /// The filters as a query string (empty ones left out), optionally with a cursor.

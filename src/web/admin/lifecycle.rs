@@ -30,31 +30,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 type Path = web::Path<(String, String)>;
 
-/// Loads the admin's org and runs `f` with a connection; maps the outcome to a redirect.
-async fn act<F>(
-    req: &HttpRequest,
-    state: &web::Data<AppState>,
-    user: &SignedIn,
-    path: Path,
-    done: &str,
-    f: F,
-) -> Result<HttpResponse, AppError>
-where
-    F: FnOnce(&mut crate::db::DbConnection, &Organization, &str, &Actor) -> Result<(), ServiceError> + Send + 'static,
-{
-    let (slug, id) = path.into_inner();
-    let (org, _) = require_admin(state, &slug, &user.0.id).await?;
-    let a = actor(req, Some(&user.0));
-    let (o, mid) = (org.clone(), id.clone());
-    match with_conn(&state.pool, move |c| Ok(f(c, &o, &mid, &a))).await? {
-        Ok(()) => Ok(see_other(&format!("/o/{}/admin/users/{id}?done={done}", org.slug))),
-        Err(ServiceError::WrongState) | Err(ServiceError::Forbidden) => {
-            Err(AppError::BadRequest("not possible in the current state".into()))
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
 #[derive(Deserialize)]
 struct RoleForm {
     #[serde(default)]
@@ -65,67 +40,89 @@ struct RoleForm {
 async fn set_role(
     req: HttpRequest,
     state: web::Data<AppState>,
+    ctx: Ctx,
     user: SignedIn,
     path: Path,
     form: web::Form<RoleForm>,
 ) -> Result<HttpResponse, AppError> {
     let role = form.into_inner().role;
-    act(&req, &state, &user, path, "role", move |c, o, m, a| lifecycle::set_role(c, o, m, &role, a)).await
+    act(&req, &state, ctx, &user, path, "role", LifecycleForm::default(), move |c, o, m, a| {
+        lifecycle::set_role(c, o, m, &role, a)
+    })
+    .await
 }
 
 #[post("/o/{org}/admin/users/{id}/convert")]
 async fn convert(
     req: HttpRequest,
     state: web::Data<AppState>,
+    ctx: Ctx,
     user: SignedIn,
     path: Path,
 ) -> Result<HttpResponse, AppError> {
-    act(&req, &state, &user, path, "converted", |c, o, m, a| lifecycle::convert(c, o, m, a).map(|_| ())).await
+    act(&req, &state, ctx, &user, path, "converted", LifecycleForm::default(), |c, o, m, a| {
+        lifecycle::convert(c, o, m, a).map(|_| ())
+    })
+    .await
 }
 
 #[post("/o/{org}/admin/users/{id}/block")]
 async fn block(
     req: HttpRequest,
     state: web::Data<AppState>,
+    ctx: Ctx,
     user: SignedIn,
     path: Path,
 ) -> Result<HttpResponse, AppError> {
-    act(&req, &state, &user, path, "blocked", |c, o, m, a| lifecycle::set_blocked(c, o, m, true, a)).await
+    act(&req, &state, ctx, &user, path, "blocked", LifecycleForm::default(), |c, o, m, a| {
+        lifecycle::set_blocked(c, o, m, true, a)
+    })
+    .await
 }
 
 #[post("/o/{org}/admin/users/{id}/unblock")]
 async fn unblock(
     req: HttpRequest,
     state: web::Data<AppState>,
+    ctx: Ctx,
     user: SignedIn,
     path: Path,
 ) -> Result<HttpResponse, AppError> {
-    act(&req, &state, &user, path, "unblocked", |c, o, m, a| lifecycle::set_blocked(c, o, m, false, a)).await
+    act(&req, &state, ctx, &user, path, "unblocked", LifecycleForm::default(), |c, o, m, a| {
+        lifecycle::set_blocked(c, o, m, false, a)
+    })
+    .await
 }
 
 #[post("/o/{org}/admin/users/{id}/restore")]
 async fn restore(
     req: HttpRequest,
     state: web::Data<AppState>,
+    ctx: Ctx,
     user: SignedIn,
     path: Path,
 ) -> Result<HttpResponse, AppError> {
-    act(&req, &state, &user, path, "restored", lifecycle::restore).await
+    act(&req, &state, ctx, &user, path, "restored", LifecycleForm::default(), lifecycle::restore).await
 }
 
 #[post("/o/{org}/admin/users/{id}/extend")]
 async fn extend(
     req: HttpRequest,
     state: web::Data<AppState>,
+    ctx: Ctx,
     user: SignedIn,
     path: Path,
 ) -> Result<HttpResponse, AppError> {
-    act(&req, &state, &user, path, "extended", |c, o, m, a| lifecycle::extend(c, o, m, a).map(|_| ())).await
+    act(&req, &state, ctx, &user, path, "extended", LifecycleForm::default(), |c, o, m, a| {
+        lifecycle::extend(c, o, m, a).map(|_| ())
+    })
+    .await
 }
 
-/// Runs an action that can refuse a field; shows the guest page again with the error.
+/// Runs one action on a person of the admin's org: redirects to their page with a notice, or
+/// shows the page again with the field error of a refused form (`form` keeps what was typed).
 #[allow(clippy::too_many_arguments)]
-async fn act_with_field<F>(
+async fn act<F>(
     req: &HttpRequest,
     state: &web::Data<AppState>,
     ctx: Ctx,
@@ -172,7 +169,7 @@ async fn reset(
     let email = form.into_inner().email;
     let keep = LifecycleForm { reset_email: email.clone(), ..Default::default() };
     let (uid, public_url) = (user.0.id.clone(), state.settings.public_url.clone());
-    let result = act_with_field(&req, &state, ctx, &user, path, "reset", keep, move |c, o, m, a| {
+    let result = act(&req, &state, ctx, &user, path, "reset", keep, move |c, o, m, a| {
         let inviter = accounts::find_by_id(c, &uid)?.ok_or(ServiceError::NotFound)?;
         lifecycle::reset_redemption(
             c,
@@ -207,10 +204,8 @@ async fn sponsor(
 ) -> Result<HttpResponse, AppError> {
     let email = form.into_inner().sponsor;
     let keep = LifecycleForm { sponsor: email.clone(), ..Default::default() };
-    act_with_field(&req, &state, ctx, &user, path, "sponsor", keep, move |c, o, m, a| {
-        lifecycle::set_sponsor(c, o, m, &email, a)
-    })
-    .await
+    act(&req, &state, ctx, &user, path, "sponsor", keep, move |c, o, m, a| lifecycle::set_sponsor(c, o, m, &email, a))
+        .await
 }
 
 #[derive(Deserialize)]
@@ -236,7 +231,7 @@ async fn end_date(
         time::Date::parse(&text, &time::macros::format_description!("[year]-[month]-[day]"))
             .map(|d| Some(time::PrimitiveDateTime::new(d, time::Time::MIDNIGHT)))
     };
-    act_with_field(&req, &state, ctx, &user, path, "end_date", keep, move |c, o, m, a| match parsed {
+    act(&req, &state, ctx, &user, path, "end_date", keep, move |c, o, m, a| match parsed {
         Ok(ends) => lifecycle::set_end_date(c, o, m, ends, a),
         Err(_) => Err(ServiceError::Invalid(FieldErrors(vec![("access_ends_at", "lifecycle.end_date_invalid")]))),
     })

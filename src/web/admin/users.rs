@@ -14,7 +14,7 @@ use crate::services::invitations::{self, MailContext};
 use crate::services::users::{self, UserFilter};
 use crate::services::{FieldErrors, ServiceError, accounts};
 use crate::startup::AppState;
-use crate::web::{Ctx, Errors, actor, ok, render, see_other, with_conn};
+use crate::web::{Ctx, Errors, actor, decode_cursor, encode_cursor, ok, render, see_other, with_conn};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(console_home).service(list).service(detail).service(resend).service(revoke).service(remove);
@@ -92,18 +92,6 @@ const LIST_STATES: [&str; 6] = [
     users::list_state::ENDING,
     users::list_state::REMOVED,
 ];
-
-fn encode_cursor(at: &time::PrimitiveDateTime, id: &str) -> String {
-    let micros = at.assume_utc().unix_timestamp_nanos() / 1000;
-    format!("{micros}.{id}")
-}
-
-fn decode_cursor(s: &str) -> Option<(time::PrimitiveDateTime, String)> {
-    let (micros, id) = s.split_once('.')?;
-    let nanos = micros.parse::<i128>().ok()? * 1000;
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(nanos).ok()?;
-    Some((time::PrimitiveDateTime::new(t.date(), t.time()), id.to_owned()))
-}
 
 fn query_string(pairs: &[(&str, &str)]) -> String {
     url::form_urlencoded::Serializer::new(String::new())
@@ -221,7 +209,9 @@ struct NoticeQuery {
     done: Option<String>,
 }
 
-fn notice_key(done: Option<&str>) -> Option<&'static str> {
+/// The notice of `?done=…` after an action on invitations or people (also used by the
+/// self-service page).
+pub(crate) fn notice_key(done: Option<&str>) -> Option<&'static str> {
     match done? {
         "role" => Some("notice.role_changed"),
         "converted" => Some("notice.converted"),
