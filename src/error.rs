@@ -1,3 +1,6 @@
+//! Errors of the whole application, and the one place where a use case's refusal
+//! ([`ServiceError`]) becomes an answer ([`AppError`]).
+//!
 //! One error type for the whole application, mapped to status codes in one place. Pages get a
 //! friendly HTML page with the request id (rendered by `web::middleware::render_errors`); the
 //! API gets Graph-shaped JSON. Internal causes go to the log, never to the page.
@@ -151,8 +154,81 @@ impl From<r2d2::Error> for AppError {
     }
 }
 
+impl From<crate::db::Unavailable> for AppError {
+    fn from(e: crate::db::Unavailable) -> Self {
+        match e {
+            crate::db::Unavailable::Pool(p) => p.into(),
+            other => AppError::Internal(other.into()),
+        }
+    }
+}
+
 impl From<actix_web::error::BlockingError> for AppError {
     fn from(e: actix_web::error::BlockingError) -> Self {
         AppError::Internal(anyhow::anyhow!("blocking task failed: {e}"))
+    }
+}
+
+/// Field-level validation problems: (field name, catalogue key of the message).
+#[derive(Debug, Default, Clone)]
+pub struct FieldErrors(pub Vec<(&'static str, &'static str)>);
+
+impl FieldErrors {
+    /// Adds a problem on `field`.
+    pub fn add(&mut self, field: &'static str, key: &'static str) {
+        self.0.push((field, key));
+    }
+
+    /// True when nothing was added.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The message key for `field`, if it has a problem.
+    pub fn get(&self, field: &str) -> Option<&'static str> {
+        self.0.iter().find(|(f, _)| *f == field).map(|(_, k)| *k)
+    }
+}
+
+/// What a use case can refuse.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("invalid input")]
+    Invalid(FieldErrors),
+    #[error("not found")]
+    NotFound,
+    #[error("forbidden")]
+    Forbidden,
+    #[error("not in a state that allows this")]
+    WrongState,
+    #[error(transparent)]
+    Db(#[from] diesel::result::Error),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl ServiceError {
+    /// A single field problem.
+    pub fn field(field: &'static str, key: &'static str) -> ServiceError {
+        ServiceError::Invalid(FieldErrors(vec![(field, key)]))
+    }
+}
+
+impl From<crate::db::Unavailable> for ServiceError {
+    fn from(e: crate::db::Unavailable) -> Self {
+        ServiceError::Other(e.into())
+    }
+}
+
+/// The one mapping of a use case's refusal to an answer.
+impl From<ServiceError> for AppError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Invalid(_) | ServiceError::WrongState => AppError::BadRequest(e.to_string()),
+            ServiceError::NotFound => AppError::NotFound,
+            ServiceError::Forbidden => AppError::Forbidden,
+            ServiceError::Db(d) => d.into(),
+            ServiceError::Other(o) => AppError::Internal(o),
+        }
     }
 }

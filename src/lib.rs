@@ -12,4 +12,5 @@ pub mod i18n;
 pub mod mail;
 pub mod services;
 pub mod startup;
+pub mod state;
 pub mod web;

@@ -16,35 +16,16 @@ use anyhow::Context;
 use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, watch};
 
-use crate::auth::csrf::csrf_middleware;
-use crate::auth::session_store::DbSessionStore;
 use crate::auth::throttle::Throttles;
 use crate::config::Settings;
 use crate::db::{self, Pool};
 use crate::mail::transport::Transport;
 use crate::mail::worker::{self, WorkerConfig};
 use crate::services::orgs::{self, link_purpose};
+use crate::state::AppState;
+use crate::web::csrf::csrf_middleware;
 use crate::web::middleware::{render_errors, request_id_and_log, security_headers};
-
-/// State shared by every request.
-pub struct AppState {
-    pub settings: Settings,
-    pub pool: Pool,
-    /// Key of the CSRF token HMAC (derived from the secret key file).
-    pub csrf_key: Vec<u8>,
-    pub throttles: Throttles,
-    /// Wakes the mail worker when a request queued mail.
-    pub mail_wake: Arc<Notify>,
-    /// Wakes the bulk invitation worker when a job was confirmed.
-    pub bulk_wake: Arc<Notify>,
-}
-
-impl AppState {
-    /// Tells the mail worker there is something to send.
-    pub fn wake_mail(&self) {
-        self.mail_wake.notify_one();
-    }
-}
+use crate::web::session_store::DbSessionStore;
 
 /// Reads `DATA_DIR/secret.key` (64 random bytes, hex), creating it on first run.
 pub fn load_or_create_secret(data_dir: &Path) -> anyhow::Result<Vec<u8>> {

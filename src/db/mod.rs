@@ -172,6 +172,32 @@ where
     }
 }
 
+/// Why blocking database work could not run: no connection to be had, or the task died.
+#[derive(Debug, thiserror::Error)]
+pub enum Unavailable {
+    #[error("database pool exhausted or unreachable: {0}")]
+    Pool(#[from] r2d2::Error),
+    #[error("blocking task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// The one way to run database work from async code: on the blocking thread pool, with a
+/// connection checked out for the closure alone, never on an async worker thread.
+pub async fn with_conn<T, E, F>(pool: &Pool, f: F) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: From<Unavailable> + Send + 'static,
+    F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+{
+    let pool = pool.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = pool.get().map_err(Unavailable::Pool)?;
+        f(&mut conn)
+    })
+    .await
+    .map_err(Unavailable::Task)?
+}
+
 /// Which backend a live connection talks to.
 pub fn backend_of(conn: &DbConnection) -> Backend {
     match conn {

@@ -2,6 +2,7 @@
 
 pub mod email;
 pub mod icon;
+pub mod links;
 pub mod password;
 pub mod policy;
 pub mod redirect;

@@ -43,7 +43,7 @@ pub fn invitation(
     lang: Lang,
 ) -> anyhow::Result<NewMail> {
     let tr = lang.tr();
-    let url = crate::services::invitations::redeem_url(public_url, token);
+    let url = crate::domain::links::redeem_url(public_url, token);
     let landing = match &invitation.redirect_url {
         Some(u) => u.clone(),
         None => tr.f1("email.invite.landing_apps", "org", &org.name),

@@ -134,24 +134,11 @@ fn mark_failed(
     Ok(())
 }
 
-async fn blocking<T: Send + 'static>(
-    pool: &Pool,
-    f: impl FnOnce(&mut DbConnection) -> QueryResult<T> + Send + 'static,
-) -> anyhow::Result<T> {
-    let pool = pool.clone();
-    let out = tokio::task::spawn_blocking(move || -> anyhow::Result<T> {
-        let mut conn = pool.get()?;
-        Ok(f(&mut conn)?)
-    })
-    .await??;
-    Ok(out)
-}
-
 /// Sends everything due now; returns how many rows were handled.
 pub async fn run_once(cfg: &WorkerConfig) -> anyhow::Result<usize> {
     let mut handled = 0;
     loop {
-        let rows = blocking(&cfg.pool, |c| claim(c, BATCH)).await?;
+        let rows = db::with_conn(&cfg.pool, |c| anyhow::Ok(claim(c, BATCH)?)).await?;
         if rows.is_empty() {
             return Ok(handled);
         }
@@ -163,11 +150,12 @@ pub async fn run_once(cfg: &WorkerConfig) -> anyhow::Result<usize> {
             match result {
                 Ok(()) => {
                     tracing::info!(mail = %id, kind = %row.kind, to = %mask(&row.recipient), "mail sent");
-                    blocking(&cfg.pool, move |c| mark_sent(c, &id)).await?;
+                    db::with_conn(&cfg.pool, move |c| anyhow::Ok(mark_sent(c, &id)?)).await?;
                 }
                 Err(e) => {
                     tracing::warn!(mail = %id, to = %mask(&row.recipient), attempt = row.attempts, permanent = e.permanent, error = %e.message, "mail not sent");
-                    blocking(&cfg.pool, move |c| mark_failed(c, &row, e.permanent, &e.message, base)).await?;
+                    db::with_conn(&cfg.pool, move |c| anyhow::Ok(mark_failed(c, &row, e.permanent, &e.message, base)?))
+                        .await?;
                 }
             }
         }

@@ -2,10 +2,39 @@
 
 use diesel::prelude::*;
 
+use crate::auth::password::verify_password;
 use crate::db::models::User;
 use crate::db::schema::users;
-use crate::db::{self, DbConnection};
+use crate::db::{self, DbConnection, Pool};
 use crate::domain::Email;
+use crate::error::ServiceError;
+
+/// Outcome of checking a password for an address, the same in time and shape for unknown accounts.
+pub enum PasswordCheck {
+    Ok(User),
+    Wrong,
+}
+
+/// Verifies `password` for `email`: the account is read with a pooled connection, then the
+/// ~50 ms of Argon2 run on the blocking pool without holding that connection. Unknown accounts
+/// burn the same work.
+pub async fn check_password(pool: &Pool, email: String, password: String) -> Result<PasswordCheck, ServiceError> {
+    let user = db::with_conn(pool, move |c| -> Result<Option<User>, ServiceError> {
+        Ok(match Email::parse(&email) {
+            Ok(e) => find_by_email(c, &e)?,
+            Err(_) => None,
+        })
+    })
+    .await?;
+    let hash = user.as_ref().and_then(|u| u.password_hash.clone());
+    let good = tokio::task::spawn_blocking(move || verify_password(&password, hash.as_deref()))
+        .await
+        .map_err(crate::db::Unavailable::Task)?;
+    Ok(match (good, user) {
+        (true, Some(u)) => PasswordCheck::Ok(u),
+        _ => PasswordCheck::Wrong,
+    })
+}
 
 /// Lower-cased name used for prefix search.
 pub fn name_search(display_name: &str) -> String {

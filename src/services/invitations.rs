@@ -145,10 +145,7 @@ fn lifetime(org: &Organization) -> time::Duration {
     time::Duration::days(org.invite_lifetime_days.clamp(1, 90))
 }
 
-/// Redeem URL for a token.
-pub fn redeem_url(public_url: &Url, token: &str) -> String {
-    format!("{}/redeem/{}", public_url.as_str().trim_end_matches('/'), token)
-}
+pub use crate::domain::links::redeem_url;
 
 /// Creates an invitation (or returns the pending one for that address), with its email in the
 /// outbox, in one transaction.

@@ -6,7 +6,6 @@ use diesel::prelude::*;
 use time::PrimitiveDateTime;
 use url::Url;
 
-use crate::auth::session_store::end_all_sessions;
 use crate::db::models::{Invitation, Membership, Organization, User};
 use crate::db::schema::{
     app_assignments, audit_events, group_members, invitations, memberships, organizations, outbox, users,
@@ -17,6 +16,7 @@ use crate::i18n::Lang;
 use crate::mail::{self, messages};
 use crate::services::audit::{self, action};
 use crate::services::invitations::{self as invites, MailContext};
+use crate::services::sessions::end_all as end_all_sessions;
 use crate::services::{Actor, ServiceError, accounts};
 
 /// Removed people can be restored for this long, then they are purged.
@@ -398,7 +398,7 @@ pub fn run_daily(conn: &mut DbConnection, now: PrimitiveDateTime, public_url: &U
                     .and_then(Lang::parse)
                     .or_else(|| Lang::parse(&org.default_language))
                     .unwrap_or_default();
-                let url = format!("{}/o/{}/sponsor/{}", public_url.as_str().trim_end_matches('/'), org.slug, m.id);
+                let url = crate::domain::links::sponsor_url(public_url, &org.slug, &m.id);
                 let mail = messages::end_reminder(&org, &guest, &sponsor, &ends, &url, extension_days(&org), lang)?;
                 mail::enqueue(conn, mail, public_url)?;
             }
@@ -452,17 +452,12 @@ pub fn run_daily(conn: &mut DbConnection, now: PrimitiveDateTime, public_url: &U
 /// Runs the daily job every hour until `shutdown` flips (each pass only does what is due).
 pub async fn run_periodically(pool: db::Pool, public_url: Url, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     loop {
-        let (p, u) = (pool.clone(), public_url.clone());
-        let result = tokio::task::spawn_blocking(move || -> anyhow::Result<DailyReport> {
-            let mut conn = p.get()?;
-            run_daily(&mut conn, db::now(), &u)
-        })
-        .await;
+        let (p, u) = (&pool, public_url.clone());
+        let result = db::with_conn(&p, move |c| run_daily(c, db::now(), &u)).await;
         match result {
-            Ok(Ok(r)) if r != DailyReport::default() => tracing::info!(?r, "lifecycle job"),
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "lifecycle job failed"),
-            Err(e) => tracing::error!(error = %e, "lifecycle job panicked"),
+            Ok(r) if r != DailyReport::default() => tracing::info!(?r, "lifecycle job"),
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "lifecycle job failed"),
         }
         tokio::select! {
             _ = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}

@@ -1,4 +1,6 @@
-//! A person's own sessions: the list on `/account` and "sign out everywhere else".
+//! Session rows: the one place that reads and writes the `sessions` table. The session store
+//! (`web::session_store`) keeps actix-session's state here; lifecycle actions end sessions here;
+//! `/account` lists a person's own sessions and signs out everywhere else.
 //!
 //! Session rows are keyed by the SHA-256 of the cookie's key, which handlers never see. To
 //! tell the current session from the others, sign-in puts a random marker (`sid`) in the
@@ -9,12 +11,64 @@ use std::collections::HashMap;
 use diesel::prelude::*;
 use time::PrimitiveDateTime;
 
-use crate::auth::session_store::{ABSOLUTE_TTL, IDLE_TTL};
 use crate::db::models::SessionRow;
 use crate::db::schema::sessions;
 use crate::db::{self, DbConnection};
 use crate::services::audit::{self, action};
 use crate::services::{Actor, ServiceError};
+
+/// A session lives at most this long, however active (design: absolute timeout 12 h).
+pub const ABSOLUTE_TTL: time::Duration = time::Duration::hours(12);
+/// Idle timeout: the session dies after this long without a request.
+pub const IDLE_TTL: time::Duration = time::Duration::minutes(30);
+
+/// The live row of a session key's hash, if any.
+pub fn load_live(conn: &mut DbConnection, id_hash: &str) -> QueryResult<Option<SessionRow>> {
+    let now = db::now();
+    sessions::table
+        .filter(sessions::id_hash.eq(id_hash))
+        .filter(sessions::expires_at.gt(now))
+        .filter(sessions::created_at.gt(now - ABSOLUTE_TTL))
+        .select(SessionRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Stores a new session row, and drops rows dead for a day (clean-up without a cron job).
+pub fn insert(conn: &mut DbConnection, row: &SessionRow) -> QueryResult<()> {
+    diesel::insert_into(sessions::table).values(row).execute(conn)?;
+    diesel::delete(sessions::table.filter(sessions::expires_at.lt(row.created_at - time::Duration::days(1))))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Saves the state of a live session and pushes its idle expiry; false when the row is gone.
+pub fn update_state(conn: &mut DbConnection, id_hash: &str, state: &str, user_id: Option<&str>) -> QueryResult<bool> {
+    let now = db::now();
+    let n = diesel::update(sessions::table.filter(sessions::id_hash.eq(id_hash)).filter(sessions::expires_at.gt(now)))
+        .set((sessions::state.eq(state), sessions::user_id.eq(user_id), sessions::expires_at.eq(now + IDLE_TTL)))
+        .execute(conn)?;
+    Ok(n > 0)
+}
+
+/// Pushes the idle expiry of a live session to `expires_at`.
+pub fn extend(conn: &mut DbConnection, id_hash: &str, expires_at: PrimitiveDateTime) -> QueryResult<()> {
+    diesel::update(sessions::table.filter(sessions::id_hash.eq(id_hash)).filter(sessions::expires_at.gt(db::now())))
+        .set(sessions::expires_at.eq(expires_at))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Ends one session (sign-out).
+pub fn delete(conn: &mut DbConnection, id_hash: &str) -> QueryResult<()> {
+    diesel::delete(sessions::table.filter(sessions::id_hash.eq(id_hash))).execute(conn)?;
+    Ok(())
+}
+
+/// Ends every session of a user (blocking, removal, password reset).
+pub fn end_all(conn: &mut DbConnection, user_id: &str) -> QueryResult<usize> {
+    diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id))).execute(conn)
+}
 
 /// Session-state key of the marker that identifies one sign-in.
 pub const SID_KEY: &str = "sid";

@@ -5,12 +5,12 @@ use std::collections::HashMap;
 use diesel::prelude::*;
 use time::PrimitiveDateTime;
 
-use crate::auth::session_store::end_all_sessions;
 use crate::db::models::{Invitation, Membership, Organization, OutboxMessage, User};
 use crate::db::schema::{invitations, memberships, outbox, users};
 use crate::db::{self, DbConnection};
 use crate::domain::invitation_status;
 use crate::services::audit::{self, action};
+use crate::services::sessions::end_all as end_all_sessions;
 use crate::services::{Actor, ServiceError};
 
 /// Page size of the users list.

@@ -9,7 +9,7 @@ use askama::Template;
 use serde::Deserialize;
 
 use crate::auth::guard::{SessionUser, sign_in, sign_out};
-use crate::auth::password::{hash_password, verify_password};
+use crate::auth::password::hash_password;
 use crate::db::models::User;
 use crate::domain::Email;
 use crate::domain::password::check_new_password;
@@ -19,7 +19,7 @@ use crate::i18n::Lang;
 use crate::services::audit::{self, action};
 use crate::services::orgs::{self, NewOrg, link_purpose, validate_new_org};
 use crate::services::{FieldErrors, ServiceError, accounts, sessions};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::web::pages::language_cookie;
 use crate::web::{Ctx, Errors, actor, client_ip, invalid, ok, render, safe_next, see_other, with_conn};
 
@@ -65,31 +65,15 @@ struct SigninForm {
     next: Option<String>,
 }
 
-/// Outcome of checking a password for an address, the same in time and shape for unknown accounts.
-pub enum PasswordCheck {
-    Ok(User),
-    Wrong,
-}
+pub use crate::services::accounts::PasswordCheck;
 
-/// Verifies `password` for `email` off the async threads; unknown accounts burn the same work.
+/// Checks `password` for `email` (see [`accounts::check_password`]).
 pub async fn check_password(
     state: &web::Data<AppState>,
     email: String,
     password: String,
 ) -> Result<PasswordCheck, AppError> {
-    with_conn(&state.pool, move |c| {
-        let user = match Email::parse(&email) {
-            Ok(e) => accounts::find_by_email(c, &e)?,
-            Err(_) => None,
-        };
-        let hash = user.as_ref().and_then(|u| u.password_hash.clone());
-        let good = verify_password(&password, hash.as_deref());
-        Ok(match (good, user) {
-            (true, Some(u)) => PasswordCheck::Ok(u),
-            _ => PasswordCheck::Wrong,
-        })
-    })
-    .await
+    Ok(accounts::check_password(&state.pool, email, password).await?)
 }
 
 /// Keys of the sign-in throttles for an address and a client.

@@ -17,7 +17,7 @@ use crate::domain::redirect::check_redirect;
 use crate::error::AppError;
 use crate::services::redeem::{self, CodeCheck, LinkState};
 use crate::services::{FieldErrors, ServiceError, accounts};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::web::account::{PasswordCheck, check_password, signin_failed, signin_paused, start_session};
 use crate::web::pages::language_cookie;
 use crate::web::{Ctx, Errors, actor, client_ip, ok, render, see_other, with_conn};

@@ -9,7 +9,7 @@ use crate::error::AppError;
 use crate::i18n::Lang;
 use crate::services::invitations::{self, Created, InviteInput, MailContext, Targets};
 use crate::services::{Actor, FieldErrors, ServiceError, accounts, policy};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::web::with_conn;
 
 /// The invite form as typed (kept on errors). Read from the raw pairs because group

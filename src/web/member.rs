@@ -12,7 +12,7 @@ use crate::domain::role;
 use crate::error::AppError;
 use crate::services::apps::{self, AppSummary};
 use crate::services::{orgs, users};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::web::{Ctx, actor, ok, see_other, with_conn};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

@@ -3,12 +3,14 @@
 pub mod account;
 pub mod admin;
 pub mod api;
+pub mod csrf;
 pub mod guest;
 pub mod inviting;
 pub mod member;
 pub mod middleware;
 pub mod pages;
 pub mod selfservice;
+pub mod session_store;
 pub mod sponsor;
 
 use std::future::{Ready, ready};
@@ -18,12 +20,12 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, dev::Payloa
 use askama::Template;
 
 use crate::auth::SessionUser;
-use crate::auth::csrf::CsrfToken;
 use crate::auth::guard::current_user;
 use crate::db::{DbConnection, Pool};
 use crate::error::AppError;
 use crate::i18n::{Lang, Tr};
 use crate::services::Actor;
+use crate::web::csrf::CsrfToken;
 use crate::web::middleware::RequestId;
 
 /// Name of the cookie that remembers the language switch.
@@ -129,18 +131,13 @@ pub fn see_other(location: &str) -> HttpResponse {
     HttpResponse::SeeOther().insert_header(("Location", location)).finish()
 }
 
-/// Runs blocking database work on the thread pool, never on the async workers.
+/// [`db::with_conn`] with the error type of handlers (so closures need no annotation).
 pub async fn with_conn<T, F>(pool: &Pool, f: F) -> Result<T, AppError>
 where
     T: Send + 'static,
     F: FnOnce(&mut DbConnection) -> Result<T, AppError> + Send + 'static,
 {
-    let pool = pool.clone();
-    web::block(move || {
-        let mut conn = pool.get()?;
-        f(&mut conn)
-    })
-    .await?
+    crate::db::with_conn(pool, f).await
 }
 
 /// A keyset-pagination cursor for URLs: `<unix micros>.<id>` of the last row shown.

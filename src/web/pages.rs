@@ -11,7 +11,7 @@ use crate::domain::role;
 use crate::error::AppError;
 use crate::i18n::Lang;
 use crate::services::{accounts, orgs};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::web::{Ctx, LANG_COOKIE, ok, safe_next, see_other, with_conn};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

@@ -11,7 +11,7 @@ use crate::db::models::{Membership, Organization};
 use crate::error::AppError;
 use crate::services::invitations::{self, MailContext, Targets};
 use crate::services::{FieldErrors, ServiceError, accounts, policy};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::web::admin::mail_key;
 use crate::web::inviting::{InviteForm, Refusal, load_targets, submit};
 use crate::web::member::active_membership;

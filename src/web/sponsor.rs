@@ -9,7 +9,7 @@ use crate::db::models::Organization;
 use crate::domain::role;
 use crate::error::AppError;
 use crate::services::{ServiceError, accounts, lifecycle};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::web::member::active_membership;
 use crate::web::{Ctx, actor, ok, with_conn};
 

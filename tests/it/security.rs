@@ -183,7 +183,7 @@ on_both_databases!(
 async fn revoked_session_is_not_resurrected() {
     use actix_session::storage::SessionStore;
     let app = TestApp::start(crate::helpers::Db::Sqlite).await.unwrap();
-    let store = vestibule::auth::session_store::DbSessionStore::new(app.pool.clone());
+    let store = vestibule::web::session_store::DbSessionStore::new(app.pool.clone());
     let ttl = actix_web::cookie::time::Duration::minutes(30);
     app.create_org("Acme Corp", "acme", "admin@acme.test");
     let uid: String = app

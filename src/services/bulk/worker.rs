@@ -291,12 +291,11 @@ pub async fn run(
     loop {
         let (p, o, url, mail, stop) =
             (pool.clone(), owner.clone(), public_url.clone(), mail_wake.clone(), shutdown.clone());
-        let pass = tokio::task::spawn_blocking(move || -> Result<bool, ServiceError> {
-            let mut conn = p.get().map_err(|e| ServiceError::Other(e.into()))?;
-            let Some(job) = claim_next(&mut conn, &o)? else { return Ok(false) };
+        let pass = db::with_conn(&p, move |conn| -> Result<bool, ServiceError> {
+            let Some(job) = claim_next(conn, &o)? else { return Ok(false) };
             tracing::info!(job = %job.id, rows = job.valid_rows, "bulk job started");
             // Stops between batches on shutdown; the lease then lets the next start resume.
-            let step = run_job(&mut conn, &job.id, &o, &url, |_| {
+            let step = run_job(conn, &job.id, &o, &url, |_| {
                 mail.notify_one();
                 !*stop.borrow()
             })?;
@@ -305,13 +304,9 @@ pub async fn run(
         })
         .await;
         let busy = match pass {
-            Ok(Ok(busy)) => busy,
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "bulk worker pass failed");
-                false
-            }
+            Ok(busy) => busy,
             Err(e) => {
-                tracing::error!(error = %e, "bulk worker task failed");
+                tracing::error!(error = %e, "bulk worker pass failed");
                 false
             }
         };

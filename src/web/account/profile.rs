@@ -17,7 +17,7 @@ use crate::error::AppError;
 use crate::i18n::Lang;
 use crate::services::profile::{self, PasswordChange, ProfileInput};
 use crate::services::{FieldErrors, ServiceError, accounts, sessions};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::web::pages::language_cookie;
 use crate::web::{Ctx, Errors, actor, client_ip, invalid, ok, render, see_other, with_conn};
 

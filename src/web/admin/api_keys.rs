@@ -10,7 +10,7 @@ use crate::auth::SignedIn;
 use crate::db::models::Organization;
 use crate::error::AppError;
 use crate::services::{ServiceError, api_keys};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::web::{Ctx, Errors, actor, invalid, ok, see_other, with_conn};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

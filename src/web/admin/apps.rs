@@ -16,7 +16,7 @@ use crate::domain::icon::MAX_ICON_BYTES;
 use crate::error::AppError;
 use crate::services::apps::{self, AppInput, AppSummary, Assignee};
 use crate::services::{ServiceError, groups};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::web::member::AppTile;
 use crate::web::{Ctx, Errors, actor, invalid, ok, see_other, with_conn};
 

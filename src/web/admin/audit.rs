@@ -15,7 +15,7 @@ use crate::error::AppError;
 use crate::i18n::Tr;
 use crate::services::audit::action;
 use crate::services::audit_log::{self, AuditFilter, AuditQuery, AuditRow, EXPORT_BATCH, PAGE_SIZE, inert_cell};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::web::{Ctx, Errors, decode_cursor, encode_cursor, invalid, ok, with_conn};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

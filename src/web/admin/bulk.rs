@@ -20,7 +20,7 @@ use crate::i18n::Tr;
 use crate::services::audit_log::inert_cell;
 use crate::services::bulk::{self, job_status, jobs, row_status};
 use crate::services::{FieldErrors, policy};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::web::{Ctx, Errors, actor, invalid, ok, see_other, with_conn};
 
 /// Problem rows shown on the page; the results file has them all.
@@ -150,7 +150,7 @@ async fn template(
     slug: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
     let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
-    let my_apps = format!("{}/o/{}/apps", state.settings.base_url(), org.slug);
+    let my_apps = crate::domain::links::my_apps_url(&state.settings.public_url, &org.slug);
     Ok(HttpResponse::Ok()
         .content_type("text/csv; charset=utf-8")
         .insert_header((header::CONTENT_DISPOSITION, "attachment; filename=\"bulk-invite-template.csv\""))

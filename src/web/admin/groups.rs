@@ -10,7 +10,7 @@ use crate::db::models::{Group, Organization};
 use crate::error::AppError;
 use crate::services::ServiceError;
 use crate::services::groups::{self, GroupInput, MemberRow};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::web::{Ctx, Errors, actor, invalid, ok, see_other, with_conn};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

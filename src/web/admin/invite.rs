@@ -10,7 +10,7 @@ use crate::db::models::Organization;
 use crate::error::AppError;
 use crate::services::invitations::Targets;
 use crate::services::{FieldErrors, policy};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::web::inviting::{InviteForm, Refusal, load_targets, submit};
 use crate::web::{Ctx, Errors, actor, ok, render, see_other};
 

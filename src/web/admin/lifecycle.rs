@@ -13,7 +13,7 @@ use crate::db::models::Organization;
 use crate::error::AppError;
 use crate::services::invitations::MailContext;
 use crate::services::{Actor, FieldErrors, ServiceError, accounts, lifecycle};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::web::{Ctx, actor, see_other, with_conn};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

@@ -19,7 +19,7 @@ use crate::db::schema::memberships;
 use crate::domain::{role, state};
 use crate::error::AppError;
 use crate::services::orgs;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::web::with_conn;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

@@ -13,7 +13,7 @@ use crate::error::AppError;
 use crate::services::invitations::{self, MailContext};
 use crate::services::users::{self, UserFilter};
 use crate::services::{FieldErrors, ServiceError, accounts};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::web::{Ctx, Errors, actor, decode_cursor, encode_cursor, ok, render, see_other, with_conn};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

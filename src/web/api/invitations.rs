@@ -13,7 +13,7 @@ use crate::domain::{Email, invitation_status};
 use crate::i18n::Lang;
 use crate::services::invitations::{self, InviteInput, MailContext};
 use crate::services::{FieldErrors, ServiceError, accounts, api_keys, lifecycle, policy};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::web::with_conn;
 
 /// Graph's `recipient`: `{"emailAddress": {"address": …, "name": …}}`.

@@ -21,7 +21,7 @@ use crate::auth::throttle::Throttle;
 use crate::db::models::{ApiKey, Membership, Organization};
 use crate::error::AppError;
 use crate::services::{Actor, api_keys};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::web::middleware::RequestId;
 use crate::web::{client_ip, with_conn};
 

@@ -12,7 +12,7 @@ use crate::db::models::{Membership, User};
 use crate::domain::state;
 use crate::services::directory::{self, DirectoryFilter};
 use crate::services::{ServiceError, users};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::web::with_conn;
 
 /// Default and largest page sizes.

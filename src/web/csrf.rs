@@ -21,7 +21,7 @@ use hmac::{KeyInit, Mac};
 
 use crate::domain::token::PlainToken;
 use crate::error::AppError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Form bodies larger than this are refused before parsing (no form of ours comes close).
 const MAX_FORM_BYTES: usize = 256 * 1024;

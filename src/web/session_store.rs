@@ -7,18 +7,13 @@ use std::sync::{Arc, Mutex};
 
 use actix_session::storage::{LoadError, SaveError, SessionKey, SessionStore, UpdateError};
 use actix_web::cookie::time::Duration as CookieDuration;
-use diesel::prelude::*;
 use time::PrimitiveDateTime;
 
 use crate::db::models::SessionRow;
-use crate::db::schema::sessions;
 use crate::db::{self, Pool};
 use crate::domain::token::{PlainToken, hash_token};
+use crate::services::sessions::{self, IDLE_TTL};
 
-/// A session lives at most this long, however active (design: absolute timeout 12 h).
-pub const ABSOLUTE_TTL: time::Duration = time::Duration::hours(12);
-/// Idle timeout: the session dies after this long without a request.
-pub const IDLE_TTL: time::Duration = time::Duration::minutes(30);
 /// The idle expiry is pushed forward at most once a minute, to spare the database a write per request.
 const EXTEND_GRANULARITY: time::Duration = time::Duration::seconds(60);
 
@@ -53,28 +48,13 @@ fn user_id_of(state: &HashMap<String, String>) -> Option<String> {
     state.get("uid").and_then(|v| serde_json::from_str::<String>(v).ok())
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> anyhow::Result<T> + Send + 'static) -> anyhow::Result<T> {
-    actix_web::web::block(f).await.map_err(|e| anyhow::anyhow!("blocking task failed: {e}"))?
-}
-
 impl SessionStore for DbSessionStore {
     async fn load(&self, key: &SessionKey) -> Result<Option<HashMap<String, String>>, LoadError> {
         let hash = hash_token(key.as_ref());
-        let pool = self.pool.clone();
         let h = hash.clone();
-        let row = blocking(move || {
-            let mut conn = pool.get()?;
-            let now = db::now();
-            Ok(sessions::table
-                .filter(sessions::id_hash.eq(&h))
-                .filter(sessions::expires_at.gt(now))
-                .filter(sessions::created_at.gt(now - ABSOLUTE_TTL))
-                .select(SessionRow::as_select())
-                .first(&mut conn)
-                .optional()?)
-        })
-        .await
-        .map_err(LoadError::Other)?;
+        let row = db::with_conn(&self.pool, move |c| anyhow::Ok(sessions::load_live(c, &h)?))
+            .await
+            .map_err(LoadError::Other)?;
         match row {
             None => Ok(None),
             Some(row) => {
@@ -89,7 +69,6 @@ impl SessionStore for DbSessionStore {
         let key = PlainToken::generate();
         let hash = key.hash();
         let json = serde_json::to_string(&state).map_err(|e| SaveError::Serialization(e.into()))?;
-        let pool = self.pool.clone();
         let now = db::now();
         let text = |k: &str| state.get(k).and_then(|v| serde_json::from_str::<String>(v).ok());
         let row = SessionRow {
@@ -101,16 +80,7 @@ impl SessionStore for DbSessionStore {
             user_agent: text("ua"),
             client_ip: text("ip"),
         };
-        blocking(move || {
-            let mut conn = pool.get()?;
-            diesel::insert_into(sessions::table).values(&row).execute(&mut conn)?;
-            // Opportunistic clean-up of long-dead rows keeps the table small without a cron job.
-            diesel::delete(sessions::table.filter(sessions::expires_at.lt(now - time::Duration::days(1))))
-                .execute(&mut conn)?;
-            Ok(())
-        })
-        .await
-        .map_err(SaveError::Other)?;
+        db::with_conn(&self.pool, move |c| anyhow::Ok(sessions::insert(c, &row)?)).await.map_err(SaveError::Other)?;
         SessionKey::try_from(key.expose().to_owned()).map_err(|e| SaveError::Other(e.into()))
     }
 
@@ -123,17 +93,11 @@ impl SessionStore for DbSessionStore {
         let hash = hash_token(key.as_ref());
         let json = serde_json::to_string(&state).map_err(|e| UpdateError::Serialization(e.into()))?;
         let uid = user_id_of(&state);
-        let pool = self.pool.clone();
-        let now = db::now();
-        let updated = blocking(move || {
-            let mut conn = pool.get()?;
-            Ok(diesel::update(sessions::table.filter(sessions::id_hash.eq(&hash)).filter(sessions::expires_at.gt(now)))
-                .set((sessions::state.eq(json), sessions::user_id.eq(uid), sessions::expires_at.eq(now + IDLE_TTL)))
-                .execute(&mut conn)?)
-        })
-        .await
-        .map_err(UpdateError::Other)?;
-        if updated == 0 {
+        let updated =
+            db::with_conn(&self.pool, move |c| anyhow::Ok(sessions::update_state(c, &hash, &json, uid.as_deref())?))
+                .await
+                .map_err(UpdateError::Other)?;
+        if !updated {
             // The row expired or was revoked (sign-out, blocking, password change) while this
             // request ran: start a fresh, anonymous session. Keeping the identity would sign a
             // revoked session back in under a new key.
@@ -155,15 +119,7 @@ impl SessionStore for DbSessionStore {
             return Ok(());
         }
         self.remember(&hash, fresh);
-        let pool = self.pool.clone();
-        blocking(move || {
-            let mut conn = pool.get()?;
-            diesel::update(sessions::table.filter(sessions::id_hash.eq(&hash)).filter(sessions::expires_at.gt(now)))
-                .set(sessions::expires_at.eq(fresh))
-                .execute(&mut conn)?;
-            Ok(())
-        })
-        .await
+        db::with_conn(&self.pool, move |c| anyhow::Ok(sessions::extend(c, &hash, fresh)?)).await
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<(), anyhow::Error> {
@@ -171,17 +127,6 @@ impl SessionStore for DbSessionStore {
         if let Ok(mut seen) = self.seen.lock() {
             seen.remove(&hash);
         }
-        let pool = self.pool.clone();
-        blocking(move || {
-            let mut conn = pool.get()?;
-            diesel::delete(sessions::table.filter(sessions::id_hash.eq(&hash))).execute(&mut conn)?;
-            Ok(())
-        })
-        .await
+        db::with_conn(&self.pool, move |c| anyhow::Ok(sessions::delete(c, &hash)?)).await
     }
-}
-
-/// Ends every session of a user (blocking, removal, "sign out everywhere").
-pub fn end_all_sessions(conn: &mut db::DbConnection, user_id: &str) -> diesel::QueryResult<usize> {
-    diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id))).execute(conn)
 }

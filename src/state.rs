@@ -1,0 +1,30 @@
+//! The state every request shares: settings, the pool, keys, throttles and the workers' wake-ups.
+//! Built by `startup`, read by handlers and middleware.
+
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+use crate::auth::throttle::Throttles;
+use crate::config::Settings;
+use crate::db::Pool;
+
+/// State shared by every request.
+pub struct AppState {
+    pub settings: Settings,
+    pub pool: Pool,
+    /// Key of the CSRF token HMAC (derived from the secret key file).
+    pub csrf_key: Vec<u8>,
+    pub throttles: Throttles,
+    /// Wakes the mail worker when a request queued mail.
+    pub mail_wake: Arc<Notify>,
+    /// Wakes the bulk invitation worker when a job was confirmed.
+    pub bulk_wake: Arc<Notify>,
+}
+
+impl AppState {
+    /// Tells the mail worker there is something to send.
+    pub fn wake_mail(&self) {
+        self.mail_wake.notify_one();
+    }
+}
