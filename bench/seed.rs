@@ -6,6 +6,7 @@ use diesel::prelude::*;
 use vestibule::db::models::{Membership, User};
 use vestibule::db::schema::{memberships, users};
 use vestibule::db::{self, DbConnection, write_tx};
+use vestibule::domain::{MembershipState, Role, UserType};
 use vestibule::services::orgs;
 
 fn main() -> anyhow::Result<()> {
@@ -38,9 +39,9 @@ fn main() -> anyhow::Result<()> {
                 id: db::new_id(),
                 org_id: org.id.clone(),
                 user_id: user.id.clone(),
-                user_type: if i % 10 == 0 { "Member".into() } else { "Guest".into() },
-                role: "none".into(),
-                state: if i % 3 == 0 { "PendingAcceptance".into() } else { "Accepted".into() },
+                user_type: if i % 10 == 0 { UserType::Member } else { UserType::Guest },
+                role: Role::None,
+                state: if i % 3 == 0 { MembershipState::PendingAcceptance } else { MembershipState::Accepted },
                 blocked: false,
                 invited_by: None,
                 accepted_at: None,

@@ -11,7 +11,7 @@ use diesel::prelude::*;
 use vestibule::config::Settings;
 use vestibule::db::models::{BulkJob, Membership};
 use vestibule::db::schema::memberships;
-use vestibule::domain::{Email, role};
+use vestibule::domain::{Email, Role, RowStatus};
 use vestibule::i18n::Lang;
 use vestibule::services::bulk::worker::{self, Step};
 use vestibule::services::bulk::{self, jobs};
@@ -39,7 +39,7 @@ pub fn invite(
         }
         None => memberships::table
             .filter(memberships::org_id.eq(&org.id))
-            .filter(memberships::role.eq(role::ADMIN))
+            .filter(memberships::role.eq(Role::Admin))
             .filter(memberships::removed_at.is_null())
             .order(memberships::created_at.asc())
             .select(Membership::as_select())
@@ -47,7 +47,7 @@ pub fn invite(
             .optional()?,
     };
     let admin =
-        admin.filter(|m| orgs::is_active(m) && m.role == role::ADMIN).context("not an admin of this organization")?;
+        admin.filter(|m| orgs::is_active(m) && m.role == Role::Admin).context("not an admin of this organization")?;
     if !policy::may_invite(&org, &admin) {
         bail!("the organization's collaboration policy allows no invitations");
     }
@@ -55,7 +55,7 @@ pub fn invite(
         Ok(rows) => rows,
         Err(key) => bail!("{}: {}", path.display(), tr.t(key)),
     };
-    let problems: Vec<_> = rows.iter().filter(|r| r.status != bulk::row_status::VALID).cloned().collect();
+    let problems: Vec<_> = rows.iter().filter(|r| r.status != RowStatus::Valid).cloned().collect();
     let valid = rows.len() - problems.len();
     println!("{} rows: {valid} to invite, {} with a problem", rows.len(), problems.len());
     for r in problems.iter().take(50) {

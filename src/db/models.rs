@@ -4,6 +4,9 @@ use diesel::prelude::*;
 use time::PrimitiveDateTime;
 
 use super::schema::*;
+use crate::domain::{
+    DomainMode, InvitationStatus, InvitePolicy, JobStatus, MembershipState, OutboxStatus, Role, RowStatus, UserType,
+};
 
 /// An organization (tenant) and its settings.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -18,9 +21,8 @@ pub struct Organization {
     pub redirect_allowlist: String,
     pub created_at: PrimitiveDateTime,
     /// Who may invite (Graph's `allowInvitesFrom` values).
-    pub invite_policy: String,
-    /// `none`, `allow` or `deny`.
-    pub domain_mode: String,
+    pub invite_policy: InvitePolicy,
+    pub domain_mode: DomainMode,
     /// Domains of the allow- or deny-list, one per line.
     pub domain_list: String,
     /// Invitations one inviter may send per hour.
@@ -58,9 +60,9 @@ pub struct Membership {
     pub id: String,
     pub org_id: String,
     pub user_id: String,
-    pub user_type: String,
-    pub role: String,
-    pub state: String,
+    pub user_type: UserType,
+    pub role: Role,
+    pub state: MembershipState,
     pub blocked: bool,
     pub invited_by: Option<String>,
     pub accepted_at: Option<PrimitiveDateTime>,
@@ -87,10 +89,10 @@ pub struct Invitation {
     pub display_name: String,
     pub message: Option<String>,
     pub redirect_url: Option<String>,
-    pub user_type: String,
+    pub user_type: UserType,
     pub language: Option<String>,
     pub token_hash: String,
-    pub status: String,
+    pub status: InvitationStatus,
     pub disclosed: bool,
     pub send_email: bool,
     pub invited_by: Option<String>,
@@ -124,7 +126,7 @@ pub struct OutboxMessage {
     pub body_text: Option<String>,
     pub body_html: Option<String>,
     pub message_id: String,
-    pub status: String,
+    pub status: OutboxStatus,
     pub attempts: i64,
     pub next_attempt_at: PrimitiveDateTime,
     pub lease_until: Option<PrimitiveDateTime>,
@@ -258,7 +260,7 @@ pub struct BulkJob {
     pub org_id: String,
     pub created_by: String,
     /// `previewed`, `queued`, `running`, `done`, `failed` or `cancelled`.
-    pub status: String,
+    pub status: JobStatus,
     pub file_name: String,
     /// Data rows in the file.
     pub total: i64,
@@ -298,7 +300,7 @@ pub struct BulkRow {
     pub groups: String,
     pub language: Option<String>,
     /// `valid`, `invalid`, `duplicate`, `created` or `failed`.
-    pub status: String,
+    pub status: RowStatus,
     /// Catalogue key of the problem (or `bulk.reason_existing`).
     pub reason: Option<String>,
     pub invitation_id: Option<String>,

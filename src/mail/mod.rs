@@ -13,14 +13,7 @@ use url::Url;
 use crate::db::models::OutboxMessage;
 use crate::db::schema::outbox;
 use crate::db::{self, DbConnection};
-
-/// Outbox statuses.
-pub mod status {
-    pub const QUEUED: &str = "queued";
-    pub const SENDING: &str = "sending";
-    pub const SENT: &str = "sent";
-    pub const FAILED: &str = "failed";
-}
+use crate::domain::OutboxStatus;
 
 /// A rendered email ready for the outbox.
 #[derive(Debug, Clone)]
@@ -54,7 +47,7 @@ pub fn enqueue(conn: &mut DbConnection, mail: NewMail, public_url: &Url) -> Quer
         subject: mail.subject,
         body_text: Some(mail.text),
         body_html: Some(mail.html),
-        status: status::QUEUED.to_owned(),
+        status: OutboxStatus::Queued,
         attempts: 0,
         next_attempt_at: now,
         lease_until: None,
@@ -69,7 +62,7 @@ pub fn enqueue(conn: &mut DbConnection, mail: NewMail, public_url: &Url) -> Quer
 /// Counts of outbox rows by status, for `/readyz`.
 pub fn queue_counts(conn: &mut DbConnection) -> QueryResult<Vec<(String, i64)>> {
     outbox::table
-        .filter(outbox::status.ne(status::SENT))
+        .filter(outbox::status.ne(OutboxStatus::Sent))
         .group_by(outbox::status)
         .select((outbox::status, diesel::dsl::count_star()))
         .load(conn)

@@ -12,11 +12,11 @@ use lettre::message::Mailbox;
 use rand::RngExt;
 use tokio::sync::{Notify, watch};
 
-use super::status;
 use super::transport::Transport;
 use crate::db::models::OutboxMessage;
 use crate::db::schema::outbox;
 use crate::db::{self, DbConnection, Pool};
+use crate::domain::OutboxStatus;
 use crate::domain::email::mask;
 
 /// A claimed row is someone's for this long.
@@ -45,9 +45,9 @@ pub fn claim(conn: &mut DbConnection, limit: i64) -> QueryResult<Vec<OutboxMessa
     db::write_tx(conn, |conn| {
         let now = db::now();
         let due = outbox::status
-            .eq(status::QUEUED)
+            .eq(OutboxStatus::Queued)
             .and(outbox::next_attempt_at.le(now))
-            .or(outbox::status.eq(status::SENDING).and(outbox::lease_until.lt(now)));
+            .or(outbox::status.eq(OutboxStatus::Sending).and(outbox::lease_until.lt(now)));
         let ids: Vec<String> = match conn {
             DbConnection::Postgresql(c) => outbox::table
                 .filter(due)
@@ -69,7 +69,7 @@ pub fn claim(conn: &mut DbConnection, limit: i64) -> QueryResult<Vec<OutboxMessa
         }
         diesel::update(outbox::table.filter(outbox::id.eq_any(&ids)))
             .set((
-                outbox::status.eq(status::SENDING),
+                outbox::status.eq(OutboxStatus::Sending),
                 outbox::lease_until.eq(Some(now + LEASE)),
                 outbox::attempts.eq(outbox::attempts + 1),
             ))
@@ -82,7 +82,7 @@ pub fn claim(conn: &mut DbConnection, limit: i64) -> QueryResult<Vec<OutboxMessa
 fn mark_sent(conn: &mut DbConnection, id: &str) -> QueryResult<()> {
     diesel::update(outbox::table.find(id))
         .set((
-            outbox::status.eq(status::SENT),
+            outbox::status.eq(OutboxStatus::Sent),
             outbox::sent_at.eq(Some(db::now())),
             outbox::body_text.eq(None::<String>),
             outbox::body_html.eq(None::<String>),
@@ -112,7 +112,7 @@ fn mark_failed(
     if give_up {
         diesel::update(outbox::table.find(&row.id))
             .set((
-                outbox::status.eq(status::FAILED),
+                outbox::status.eq(OutboxStatus::Failed),
                 outbox::last_error.eq(Some(error)),
                 outbox::lease_until.eq(None::<time::PrimitiveDateTime>),
                 outbox::body_text.eq(None::<String>),
@@ -124,7 +124,7 @@ fn mark_failed(
         let next = db::now() + time::Duration::try_from(delay).unwrap_or(time::Duration::minutes(1));
         diesel::update(outbox::table.find(&row.id))
             .set((
-                outbox::status.eq(status::QUEUED),
+                outbox::status.eq(OutboxStatus::Queued),
                 outbox::next_attempt_at.eq(next),
                 outbox::last_error.eq(Some(error)),
                 outbox::lease_until.eq(None::<time::PrimitiveDateTime>),

@@ -10,7 +10,7 @@ use crate::db::models::{ApiKey, IdempotencyKey, Membership, Organization};
 use crate::db::schema::{api_keys, idempotency_keys, memberships};
 use crate::db::{self, DbConnection};
 use crate::domain::token::hash_token;
-use crate::domain::{has_control_chars, role};
+use crate::domain::{Role, has_control_chars};
 use crate::services::audit::{self, action};
 use crate::services::orgs::is_active;
 use crate::services::{Actor, ServiceError};
@@ -99,7 +99,7 @@ pub fn create(
 pub fn first_admin(conn: &mut DbConnection, org_id: &str) -> QueryResult<Option<Membership>> {
     let admins: Vec<Membership> = memberships::table
         .filter(memberships::org_id.eq(org_id))
-        .filter(memberships::role.eq(role::ADMIN))
+        .filter(memberships::role.eq(Role::Admin))
         .order((memberships::created_at.asc(), memberships::id.asc()))
         .select(Membership::as_select())
         .load(conn)?;
@@ -180,7 +180,7 @@ pub fn authenticate(conn: &mut DbConnection, plain: &str) -> QueryResult<Option<
     };
     let org: Organization = organizations::table.find(&key.org_id).select(Organization::as_select()).first(conn)?;
     let Some(member) = crate::services::orgs::membership_of(conn, &key.org_id, &key.created_by)?
-        .filter(|m| is_active(m) && m.role == role::ADMIN)
+        .filter(|m| is_active(m) && m.role == Role::Admin)
     else {
         return Ok(None);
     };

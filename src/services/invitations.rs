@@ -7,9 +7,10 @@ use url::Url;
 use crate::db::models::{Invitation, Membership, Organization, OutboxMessage, User};
 use crate::db::schema::{invitations, memberships, outbox};
 use crate::db::{self, DbConnection};
+use crate::domain::OutboxStatus;
 use crate::domain::redirect::check_redirect;
 use crate::domain::token::{PlainToken, hash_token, looks_like_token};
-use crate::domain::{Email, UserType, has_control_chars, invitation_status, role, state};
+use crate::domain::{Email, InvitationStatus, MembershipState, Role, UserType, has_control_chars};
 use crate::i18n::Lang;
 use crate::mail::{self, messages};
 use crate::services::audit::{self, action};
@@ -167,7 +168,7 @@ pub fn create(
             .first(conn)
             .optional()?;
         let membership = match existing_membership {
-            Some(m) if m.removed_at.is_none() && m.left_at.is_none() && m.state == state::ACCEPTED => {
+            Some(m) if m.removed_at.is_none() && m.left_at.is_none() && m.state == MembershipState::Accepted => {
                 return Err(ServiceError::field("email", "invite.already_member"));
             }
             Some(m) => {
@@ -177,7 +178,7 @@ pub fn create(
                     }
                     // An expired invitation blocks nobody: retire it and issue a fresh one.
                     diesel::update(invitations::table.find(&pending.id))
-                        .set(invitations::status.eq(invitation_status::EXPIRED))
+                        .set(invitations::status.eq(InvitationStatus::Expired))
                         .execute(conn)?;
                 }
                 diesel::update(memberships::table.find(&m.id))
@@ -186,11 +187,11 @@ pub fn create(
                         memberships::left_at.eq(None::<PrimitiveDateTime>),
                         memberships::blocked.eq(false),
                         // Whoever comes back through an invitation starts without any role.
-                        memberships::role.eq(role::NONE),
+                        memberships::role.eq(Role::None),
                         memberships::access_ends_at.eq(None::<PrimitiveDateTime>),
                         memberships::end_reminder_sent_at.eq(None::<PrimitiveDateTime>),
                         memberships::sponsor_id.eq(&actor.user_id),
-                        memberships::state.eq(state::PENDING),
+                        memberships::state.eq(MembershipState::PendingAcceptance),
                         memberships::user_type.eq(invite.user_type.as_str()),
                         memberships::invited_by.eq(&actor.user_id),
                         memberships::created_at.eq(now),
@@ -203,9 +204,9 @@ pub fn create(
                     id: db::new_id(),
                     org_id: org.id.clone(),
                     user_id: user.id.clone(),
-                    user_type: invite.user_type.as_str().into(),
-                    role: role::NONE.into(),
-                    state: state::PENDING.into(),
+                    user_type: invite.user_type,
+                    role: Role::None,
+                    state: MembershipState::PendingAcceptance,
                     blocked: false,
                     invited_by: actor.user_id.clone(),
                     accepted_at: None,
@@ -228,10 +229,10 @@ pub fn create(
             display_name: invite.display_name.clone(),
             message: invite.message.clone(),
             redirect_url: invite.redirect_url.clone(),
-            user_type: invite.user_type.as_str().into(),
+            user_type: invite.user_type,
             language: invite.language.map(|l| l.code().to_owned()),
             token_hash: token.hash(),
-            status: invitation_status::PENDING.into(),
+            status: InvitationStatus::Pending,
             disclosed: !invite.send_email,
             send_email: invite.send_email,
             invited_by: actor.user_id.clone(),
@@ -292,7 +293,7 @@ pub fn pending_for(conn: &mut DbConnection, org_id: &str, email: &str) -> QueryR
     invitations::table
         .filter(invitations::org_id.eq(org_id))
         .filter(invitations::email.eq(email))
-        .filter(invitations::status.eq(invitation_status::PENDING))
+        .filter(invitations::status.eq(InvitationStatus::Pending))
         .select(Invitation::as_select())
         .first(conn)
         .optional()
@@ -343,12 +344,12 @@ pub fn resend(
     let token = PlainToken::generate();
     db::write_tx(conn, |conn| {
         let inv = find_in_org(conn, &org.id, invitation_id)?.ok_or(ServiceError::NotFound)?;
-        if inv.status != invitation_status::PENDING {
+        if inv.status != InvitationStatus::Pending {
             return Err(ServiceError::WrongState);
         }
         let now = db::now();
         let n =
-            diesel::update(invitations::table.find(&inv.id).filter(invitations::status.eq(invitation_status::PENDING)))
+            diesel::update(invitations::table.find(&inv.id).filter(invitations::status.eq(InvitationStatus::Pending)))
                 .set((
                     invitations::token_hash.eq(token.hash()),
                     invitations::expires_at.eq(now + lifetime(org)),
@@ -383,15 +384,19 @@ pub fn revoke(
         let inv = find_in_org(conn, &org.id, invitation_id)?.ok_or(ServiceError::NotFound)?;
         let now = db::now();
         let n =
-            diesel::update(invitations::table.find(&inv.id).filter(invitations::status.eq(invitation_status::PENDING)))
-                .set((invitations::status.eq(invitation_status::REVOKED), invitations::revoked_at.eq(Some(now))))
+            diesel::update(invitations::table.find(&inv.id).filter(invitations::status.eq(InvitationStatus::Pending)))
+                .set((invitations::status.eq(InvitationStatus::Revoked), invitations::revoked_at.eq(Some(now))))
                 .execute(conn)?;
         if n != 1 {
             return Err(ServiceError::WrongState);
         }
-        diesel::update(memberships::table.find(&inv.membership_id).filter(memberships::state.eq(state::PENDING)))
-            .set(memberships::removed_at.eq(Some(now)))
-            .execute(conn)?;
+        diesel::update(
+            memberships::table
+                .find(&inv.membership_id)
+                .filter(memberships::state.eq(MembershipState::PendingAcceptance)),
+        )
+        .set(memberships::removed_at.eq(Some(now)))
+        .execute(conn)?;
         audit::record(conn, actor, Some(&org.id), action::INVITATION_REVOKED, Some(&inv.id), Some(&inv.email))?;
         Ok(())
     })
@@ -412,7 +417,7 @@ pub fn delivery_of(conn: &mut DbConnection, invitation_id: &str) -> QueryResult<
 pub struct SentInvitation {
     pub invitation: Invitation,
     /// Status of its newest invitation email, if any.
-    pub mail_status: Option<String>,
+    pub mail_status: Option<OutboxStatus>,
 }
 
 /// Keyset cursor: created_at and id of the last row shown.
@@ -447,26 +452,26 @@ pub fn sent_by(
         None
     };
     let ids: Vec<String> = rows.iter().map(|i| i.id.clone()).collect();
-    let mails: Vec<(Option<String>, String)> = outbox::table
+    let mails: Vec<(Option<String>, OutboxStatus)> = outbox::table
         .filter(outbox::invitation_id.eq_any(&ids))
         .filter(outbox::kind.eq(messages::KIND_INVITATION))
         .order(outbox::created_at.asc())
         .select((outbox::invitation_id, outbox::status))
         .load(conn)?;
-    let status: std::collections::HashMap<String, String> =
+    let status: std::collections::HashMap<String, OutboxStatus> =
         mails.into_iter().filter_map(|(i, s)| i.map(|i| (i, s))).collect();
     let list =
-        rows.into_iter().map(|i| SentInvitation { mail_status: status.get(&i.id).cloned(), invitation: i }).collect();
+        rows.into_iter().map(|i| SentInvitation { mail_status: status.get(&i.id).copied(), invitation: i }).collect();
     Ok((list, next))
 }
 
 /// Catalogue key of an invitation's state as people read it.
 pub fn status_key(inv: &Invitation) -> &'static str {
-    match inv.status.as_str() {
-        invitation_status::PENDING if inv.expires_at <= db::now() => "invitation.expired",
-        invitation_status::PENDING => "invitation.pending",
-        invitation_status::ACCEPTED => "invitation.accepted",
-        invitation_status::REVOKED => "invitation.revoked",
+    match inv.status {
+        InvitationStatus::Pending if inv.expires_at <= db::now() => "invitation.expired",
+        InvitationStatus::Pending => "invitation.pending",
+        InvitationStatus::Accepted => "invitation.accepted",
+        InvitationStatus::Revoked => "invitation.revoked",
         _ => "invitation.expired",
     }
 }
@@ -481,7 +486,7 @@ pub struct Targets {
 /// Admins may use every group and app; others the groups they own and the apps given to those groups.
 pub fn targets_for(conn: &mut DbConnection, org: &Organization, inviter: &Membership) -> QueryResult<Targets> {
     use crate::db::schema::app_assignments;
-    if inviter.role == role::ADMIN {
+    if inviter.role == Role::Admin {
         return Ok(Targets {
             groups: crate::services::groups::list(conn, &org.id)?,
             apps: crate::services::apps::list(conn, &org.id)?,

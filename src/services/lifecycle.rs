@@ -11,7 +11,7 @@ use crate::db::schema::{
     app_assignments, audit_events, group_members, invitations, memberships, organizations, outbox, users,
 };
 use crate::db::{self, DbConnection};
-use crate::domain::{Email, UserType, invitation_status, role, state};
+use crate::domain::{Email, InvitationStatus, MembershipState, Role, UserType};
 use crate::i18n::Lang;
 use crate::mail::{self, messages};
 use crate::services::audit::{self, action};
@@ -53,10 +53,10 @@ pub fn set_role(
     db::write_tx(conn, |conn| {
         let m = find(conn, &org.id, mid)?;
         not_self(actor, &m)?;
-        let allowed = match new_role {
-            role::NONE | role::GUEST_INVITER => true,
-            role::ADMIN => m.user_type == UserType::Member.as_str(),
-            _ => false,
+        let allowed = match Role::parse(new_role) {
+            Some(Role::None | Role::GuestInviter) => true,
+            Some(Role::Admin) => m.user_type == UserType::Member,
+            None => false,
         };
         if !allowed || m.removed_at.is_some() {
             return Err(ServiceError::WrongState);
@@ -80,10 +80,10 @@ pub fn convert(
         if m.removed_at.is_some() {
             return Err(ServiceError::WrongState);
         }
-        let to = if m.user_type == UserType::Guest.as_str() { UserType::Member } else { UserType::Guest };
-        let new_role = if to == UserType::Guest && m.role == role::ADMIN { role::NONE } else { m.role.as_str() };
+        let to = if m.user_type == UserType::Guest { UserType::Member } else { UserType::Guest };
+        let new_role = if to == UserType::Guest && m.role == Role::Admin { Role::None } else { m.role };
         diesel::update(memberships::table.find(&m.id))
-            .set((memberships::user_type.eq(to.as_str()), memberships::role.eq(new_role)))
+            .set((memberships::user_type.eq(to), memberships::role.eq(new_role)))
             .execute(conn)?;
         audit::record(conn, actor, Some(&org.id), action::MEMBER_CONVERTED, Some(&m.user_id), Some(to.as_str()))?;
         Ok(to)
@@ -166,7 +166,7 @@ pub fn reset_redemption(
     db::write_tx(conn, |conn| {
         let m = find(conn, &org.id, mid)?;
         not_self(actor, &m)?;
-        if m.state != state::ACCEPTED || m.removed_at.is_some() {
+        if m.state != MembershipState::Accepted || m.removed_at.is_some() {
             return Err(ServiceError::WrongState);
         }
         let old: User = users::table.find(&m.user_id).select(User::as_select()).first(conn)?;
@@ -185,7 +185,7 @@ pub fn reset_redemption(
         diesel::update(memberships::table.find(&m.id))
             .set((
                 memberships::user_id.eq(&user.id),
-                memberships::state.eq(state::PENDING),
+                memberships::state.eq(MembershipState::PendingAcceptance),
                 memberships::accepted_at.eq(None::<PrimitiveDateTime>),
             ))
             .execute(conn)?;
@@ -193,9 +193,9 @@ pub fn reset_redemption(
         diesel::update(
             invitations::table
                 .filter(invitations::membership_id.eq(&m.id))
-                .filter(invitations::status.eq(invitation_status::PENDING)),
+                .filter(invitations::status.eq(InvitationStatus::Pending)),
         )
-        .set((invitations::status.eq(invitation_status::REVOKED), invitations::revoked_at.eq(Some(now))))
+        .set((invitations::status.eq(InvitationStatus::Revoked), invitations::revoked_at.eq(Some(now))))
         .execute(conn)?;
         let inv = Invitation {
             id: db::new_id(),
@@ -205,10 +205,10 @@ pub fn reset_redemption(
             display_name: old.display_name.clone(),
             message: landing.message,
             redirect_url: landing.redirect_url,
-            user_type: m.user_type.clone(),
+            user_type: m.user_type,
             language: None,
             token_hash: token.hash(),
-            status: invitation_status::PENDING.into(),
+            status: InvitationStatus::Pending,
             disclosed: false,
             send_email: true,
             invited_by: actor.user_id.clone(),
@@ -249,7 +249,7 @@ pub fn set_sponsor(
         let sponsor = accounts::find_by_email(conn, &email)?
             .ok_or(ServiceError::field("sponsor", "lifecycle.sponsor_invalid"))?;
         let sm = crate::services::orgs::membership_of(conn, &org.id, &sponsor.id)?
-            .filter(|s| crate::services::orgs::is_active(s) && s.user_type == UserType::Member.as_str())
+            .filter(|s| crate::services::orgs::is_active(s) && s.user_type == UserType::Member)
             .ok_or(ServiceError::field("sponsor", "lifecycle.sponsor_invalid"))?;
         if sm.id == m.id {
             return Err(ServiceError::field("sponsor", "lifecycle.sponsor_invalid"));
@@ -453,7 +453,7 @@ pub fn run_daily(conn: &mut DbConnection, now: PrimitiveDateTime, public_url: &U
 pub async fn run_periodically(pool: db::Pool, public_url: Url, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     loop {
         let (p, u) = (&pool, public_url.clone());
-        let result = db::with_conn(&p, move |c| run_daily(c, db::now(), &u)).await;
+        let result = db::with_conn(p, move |c| run_daily(c, db::now(), &u)).await;
         match result {
             Ok(r) if r != DailyReport::default() => tracing::info!(?r, "lifecycle job"),
             Ok(_) => {}

@@ -5,12 +5,12 @@ use diesel::prelude::*;
 use crate::db::models::{Membership, OneTimeLink, Organization};
 use crate::db::schema::{memberships, one_time_links, organizations};
 use crate::db::{self, DbConnection};
+use crate::domain::DomainMode;
 use crate::domain::redirect::parse_allowlist_entry;
 use crate::domain::token::{PlainToken, hash_token};
-use crate::domain::{Email, OrgSlug, UserType, role, state};
+use crate::domain::{Email, MembershipState, OrgSlug, Role, UserType};
 use crate::i18n::Lang;
 use crate::services::audit::{self, action};
-use crate::services::policy::domain_mode as policy_mode;
 use crate::services::{Actor, FieldErrors, ServiceError, accounts};
 
 /// Input for a new organization and its first admin.
@@ -86,8 +86,8 @@ pub fn create_org(
             invite_lifetime_days: 14,
             redirect_allowlist: String::new(),
             created_at: now,
-            invite_policy: crate::domain::policy::DEFAULT.into(),
-            domain_mode: "none".into(),
+            invite_policy: crate::domain::InvitePolicy::DEFAULT,
+            domain_mode: DomainMode::None,
             domain_list: String::new(),
             invites_per_hour: 50,
             guest_access_days: None,
@@ -103,9 +103,9 @@ pub fn create_org(
             id: db::new_id(),
             org_id: row.id.clone(),
             user_id: user.id.clone(),
-            user_type: UserType::Member.as_str().into(),
-            role: role::ADMIN.into(),
-            state: state::ACCEPTED.into(),
+            user_type: UserType::Member,
+            role: Role::Admin,
+            state: MembershipState::Accepted,
             blocked: false,
             invited_by: None,
             accepted_at: Some(now),
@@ -151,7 +151,7 @@ pub fn orgs_of_user(conn: &mut DbConnection, user_id: &str) -> QueryResult<Vec<(
         .inner_join(memberships::table)
         .filter(memberships::user_id.eq(user_id))
         .filter(memberships::removed_at.is_null())
-        .filter(memberships::state.eq(state::ACCEPTED))
+        .filter(memberships::state.eq(MembershipState::Accepted))
         .filter(memberships::blocked.eq(false))
         .filter(memberships::left_at.is_null())
         .order(organizations::name.asc())
@@ -161,7 +161,7 @@ pub fn orgs_of_user(conn: &mut DbConnection, user_id: &str) -> QueryResult<Vec<(
 
 /// True when the membership gives full rights in the org (accepted and not blocked).
 pub fn is_active(m: &Membership) -> bool {
-    m.state == state::ACCEPTED
+    m.state == MembershipState::Accepted
         && !m.blocked
         && m.removed_at.is_none()
         && m.left_at.is_none()
@@ -237,16 +237,16 @@ pub fn update_settings(
     if origins.len() > 100 {
         errors.add("redirect_allowlist", "settings.allowlist_too_long");
     }
-    let invite_policy = input.invite_policy.trim();
-    if !crate::domain::policy::ALL.contains(&invite_policy) {
+    let invite_policy = crate::domain::InvitePolicy::parse(input.invite_policy.trim());
+    if invite_policy.is_none() {
         errors.add("invite_policy", "settings.policy_invalid");
     }
-    let mode = input.domain_mode.trim();
-    let mode_ok = [policy_mode::NONE, policy_mode::ALLOW, policy_mode::DENY].contains(&mode);
-    if !mode_ok {
+    let parsed_mode = DomainMode::parse(input.domain_mode.trim());
+    if parsed_mode.is_none() {
         errors.add("domain_mode", "settings.domain_mode_invalid");
     }
-    let switching = mode_ok && mode != org.domain_mode && !org.domain_list.trim().is_empty();
+    let mode = parsed_mode.unwrap_or(org.domain_mode);
+    let switching = parsed_mode.is_some_and(|m| m != org.domain_mode) && !org.domain_list.trim().is_empty();
     let mut domains = Vec::new();
     if switching && !input.confirm_domain_switch {
         // Switching between an allow-list and a deny-list (or off) clears the list: ask first.
@@ -265,7 +265,7 @@ pub fn update_settings(
         if domains.len() > 500 {
             errors.add("domain_list", "settings.domain_list_too_long");
         }
-        if mode == policy_mode::NONE && !domains.is_empty() {
+        if mode == DomainMode::None && !domains.is_empty() {
             errors.add("domain_list", "settings.domain_list_needs_mode");
         }
     }
@@ -285,6 +285,7 @@ pub fn update_settings(
     }
     let (lang, lifetime) = (lang.unwrap_or_default(), lifetime.unwrap_or(14));
     let (per_hour, access_days) = (per_hour.unwrap_or(50), access_days.flatten());
+    let invite_policy = invite_policy.unwrap_or(org.invite_policy);
     db::write_tx(conn, |conn| {
         diesel::update(organizations::table.find(&org.id))
             .set((

@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use crate::db::models::{Membership, Organization};
 use crate::db::schema::{audit_events, invitations};
 use crate::db::{self, DbConnection};
-use crate::domain::{policy, role};
+use crate::domain::{DomainMode, InvitePolicy, Role, UserType};
 use crate::services::orgs::is_active;
 
 /// True when `m` may invite guests into `org` under its policy (Graph's `allowInvitesFrom`).
@@ -14,26 +14,16 @@ pub fn may_invite(org: &Organization, m: &Membership) -> bool {
         return false;
     }
     let p = org.invite_policy.as_str();
-    if p == policy::NONE {
+    if p == InvitePolicy::None {
         return false;
     }
-    if m.role == role::ADMIN || m.role == role::GUEST_INVITER {
+    if m.role == Role::Admin || m.role == Role::GuestInviter {
         return true;
     }
-    match m.user_type.as_str() {
-        "Member" => p == policy::ADMINS_GUEST_INVITERS_AND_ALL_MEMBERS || p == policy::EVERYONE,
-        _ => p == policy::EVERYONE,
+    match m.user_type {
+        UserType::Member => p == InvitePolicy::AdminsGuestInvitersAndAllMembers || p == InvitePolicy::Everyone,
+        UserType::Guest => p == InvitePolicy::Everyone,
     }
-}
-
-/// Domain list modes.
-pub mod domain_mode {
-    /// Any domain may be invited.
-    pub const NONE: &str = "none";
-    /// Only listed domains may be invited.
-    pub const ALLOW: &str = "allow";
-    /// Listed domains may not be invited.
-    pub const DENY: &str = "deny";
 }
 
 /// Entries of the org's domain list.
@@ -56,9 +46,9 @@ fn matches(domain: &str, entry: &str) -> bool {
 /// (allow-list or deny-list), never the list's other entries.
 pub fn check_domain(org: &Organization, domain: &str) -> Result<(), &'static str> {
     let list = domains(org);
-    match org.domain_mode.as_str() {
-        domain_mode::ALLOW if !list.iter().any(|e| matches(domain, e)) => Err("policy.domain_not_allowed"),
-        domain_mode::DENY if list.iter().any(|e| matches(domain, e)) => Err("policy.domain_denied"),
+    match org.domain_mode {
+        DomainMode::Allow if !list.iter().any(|e| matches(domain, e)) => Err("policy.domain_not_allowed"),
+        DomainMode::Deny if list.iter().any(|e| matches(domain, e)) => Err("policy.domain_denied"),
         _ => Ok(()),
     }
 }
@@ -103,8 +93,9 @@ pub fn invitations_last_hour(conn: &mut DbConnection, org_id: &str, inviter_id: 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::MembershipState;
 
-    fn org(mode: &str, list: &str, p: &str) -> Organization {
+    fn org(mode: DomainMode, list: &str, p: InvitePolicy) -> Organization {
         Organization {
             id: "o".into(),
             slug: "o".into(),
@@ -114,22 +105,22 @@ mod tests {
             invite_lifetime_days: 14,
             redirect_allowlist: String::new(),
             created_at: db::now(),
-            invite_policy: p.into(),
-            domain_mode: mode.into(),
+            invite_policy: p,
+            domain_mode: mode,
             domain_list: list.into(),
             invites_per_hour: 50,
             guest_access_days: None,
         }
     }
 
-    fn member(user_type: &str, role: &str) -> Membership {
+    fn member(user_type: UserType, role: Role) -> Membership {
         Membership {
             id: "m".into(),
             org_id: "o".into(),
             user_id: "u".into(),
-            user_type: user_type.into(),
-            role: role.into(),
-            state: "Accepted".into(),
+            user_type,
+            role,
+            state: MembershipState::Accepted,
             blocked: false,
             invited_by: None,
             accepted_at: None,
@@ -145,18 +136,18 @@ mod tests {
     #[test]
     fn policy_matrix() {
         let cases = [
-            (policy::NONE, [false, false, false, false]),
-            (policy::ADMINS_AND_GUEST_INVITERS, [true, true, false, false]),
-            (policy::ADMINS_GUEST_INVITERS_AND_ALL_MEMBERS, [true, true, true, false]),
-            (policy::EVERYONE, [true, true, true, true]),
+            (InvitePolicy::None, [false, false, false, false]),
+            (InvitePolicy::AdminsAndGuestInviters, [true, true, false, false]),
+            (InvitePolicy::AdminsGuestInvitersAndAllMembers, [true, true, true, false]),
+            (InvitePolicy::Everyone, [true, true, true, true]),
         ];
         for (p, expected) in cases {
-            let o = org("none", "", p);
+            let o = org(DomainMode::None, "", p);
             let people = [
-                member("Member", "admin"),
-                member("Guest", "guest_inviter"),
-                member("Member", "none"),
-                member("Guest", "none"),
+                member(UserType::Member, Role::Admin),
+                member(UserType::Guest, Role::GuestInviter),
+                member(UserType::Member, Role::None),
+                member(UserType::Guest, Role::None),
             ];
             for (m, want) in people.iter().zip(expected) {
                 assert_eq!(may_invite(&o, m), want, "{p} {} {}", m.user_type, m.role);
@@ -166,23 +157,23 @@ mod tests {
 
     #[test]
     fn blocked_or_pending_people_never_invite() {
-        let o = org("none", "", policy::EVERYONE);
-        let mut m = member("Member", "admin");
+        let o = org(DomainMode::None, "", InvitePolicy::Everyone);
+        let mut m = member(UserType::Member, Role::Admin);
         m.blocked = true;
         assert!(!may_invite(&o, &m));
-        let mut m = member("Member", "admin");
-        m.state = "PendingAcceptance".into();
+        let mut m = member(UserType::Member, Role::Admin);
+        m.state = MembershipState::PendingAcceptance;
         assert!(!may_invite(&o, &m));
     }
 
     #[test]
     fn domain_lists() {
-        let allow = org("allow", "partner.com\n*.example.org", "everyone");
+        let allow = org(DomainMode::Allow, "partner.com\n*.example.org", InvitePolicy::Everyone);
         assert!(check_domain(&allow, "partner.com").is_ok());
         assert!(check_domain(&allow, "eu.example.org").is_ok());
         assert!(check_domain(&allow, "example.org").is_err());
         assert!(check_domain(&allow, "evilpartner.com").is_err());
-        let deny = org("deny", "gmail.com", "everyone");
+        let deny = org(DomainMode::Deny, "gmail.com", InvitePolicy::Everyone);
         assert_eq!(check_domain(&deny, "gmail.com"), Err("policy.domain_denied"));
         assert!(check_domain(&deny, "partner.com").is_ok());
         assert_eq!(parse_domain_entry(" @Partner.COM "), Some("partner.com".into()));

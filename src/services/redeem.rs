@@ -6,8 +6,9 @@ use url::Url;
 use crate::db::models::{Invitation, Organization, User};
 use crate::db::schema::{invitations, memberships, organizations, users};
 use crate::db::{self, DbConnection};
+use crate::domain::UserType;
 use crate::domain::token::{hash_token, six_digit_code};
-use crate::domain::{Email, invitation_status, state};
+use crate::domain::{Email, InvitationStatus, MembershipState};
 use crate::i18n::Lang;
 use crate::mail::{self, messages};
 use crate::services::audit::{self, action};
@@ -42,7 +43,7 @@ pub fn inspect(conn: &mut DbConnection, token: &str) -> QueryResult<LinkState> {
     };
     let org: Organization =
         organizations::table.find(&invitation.org_id).select(Organization::as_select()).first(conn)?;
-    if invitation.status != invitation_status::PENDING || invitation.expires_at <= db::now() {
+    if invitation.status != InvitationStatus::Pending || invitation.expires_at <= db::now() {
         return Ok(LinkState::Dead { org_name: org.name });
     }
     if let Ok(email) = Email::parse(&invitation.email)
@@ -72,7 +73,7 @@ pub fn register(
     db::write_tx(conn, |conn| {
         let still_pending: i64 = invitations::table
             .filter(invitations::id.eq(&invitation.id))
-            .filter(invitations::status.eq(invitation_status::PENDING))
+            .filter(invitations::status.eq(InvitationStatus::Pending))
             .filter(invitations::expires_at.gt(db::now()))
             .count()
             .get_result(conn)?;
@@ -190,11 +191,11 @@ pub fn accept(conn: &mut DbConnection, token: &str, user: &User, actor: &Actor) 
         let consumed = diesel::update(
             invitations::table
                 .filter(invitations::token_hash.eq(hash_token(token)))
-                .filter(invitations::status.eq(invitation_status::PENDING))
+                .filter(invitations::status.eq(InvitationStatus::Pending))
                 .filter(invitations::expires_at.gt(now))
                 .filter(invitations::email.eq(email.as_str())),
         )
-        .set((invitations::status.eq(invitation_status::ACCEPTED), invitations::accepted_at.eq(Some(now))))
+        .set((invitations::status.eq(InvitationStatus::Accepted), invitations::accepted_at.eq(Some(now))))
         .execute(conn)?;
         if consumed != 1 {
             return Err(ServiceError::WrongState);
@@ -205,7 +206,7 @@ pub fn accept(conn: &mut DbConnection, token: &str, user: &User, actor: &Actor) 
             .first(conn)?;
         diesel::update(memberships::table.find(&inv.membership_id))
             .set((
-                memberships::state.eq(state::ACCEPTED),
+                memberships::state.eq(MembershipState::Accepted),
                 memberships::accepted_at.eq(Some(now)),
                 memberships::user_type.eq(&inv.user_type),
                 memberships::removed_at.eq(None::<time::PrimitiveDateTime>),
@@ -217,7 +218,7 @@ pub fn accept(conn: &mut DbConnection, token: &str, user: &User, actor: &Actor) 
         audit::record(conn, actor, Some(&org.id), action::INVITATION_REDEEMED, Some(&inv.id), Some(&inv.email))?;
         audit::record(conn, actor, Some(&org.id), action::CONSENT_GIVEN, Some(&user.id), Some("name,email"))?;
         // Guest access ends N days after redemption when the org says so (kept if already set).
-        if let Some(days) = org.guest_access_days.filter(|_| inv.user_type == "Guest") {
+        if let Some(days) = org.guest_access_days.filter(|_| inv.user_type == UserType::Guest) {
             diesel::update(memberships::table.find(&inv.membership_id).filter(memberships::access_ends_at.is_null()))
                 .set(memberships::access_ends_at.eq(Some(now + time::Duration::days(days))))
                 .execute(conn)?;

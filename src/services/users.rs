@@ -8,7 +8,8 @@ use time::PrimitiveDateTime;
 use crate::db::models::{Invitation, Membership, Organization, OutboxMessage, User};
 use crate::db::schema::{invitations, memberships, outbox, users};
 use crate::db::{self, DbConnection};
-use crate::domain::invitation_status;
+use crate::domain::InvitationStatus;
+use crate::domain::OutboxStatus;
 use crate::services::audit::{self, action};
 use crate::services::sessions::end_all as end_all_sessions;
 use crate::services::{Actor, ServiceError};
@@ -36,7 +37,7 @@ pub struct UserRow {
     pub user: User,
     pub inviter_name: Option<String>,
     /// Status of the newest invitation email: queued, sending, sent, failed; None if no email.
-    pub email_status: Option<String>,
+    pub email_status: Option<OutboxStatus>,
 }
 
 /// A page of the users list, with the cursor of the next page if there is one.
@@ -154,18 +155,18 @@ pub fn list(conn: &mut DbConnection, org_id: &str, filter: &UserFilter) -> Query
         .load(conn)?;
     let latest_invite: HashMap<String, String> = invites.into_iter().collect();
     let invite_ids: Vec<String> = latest_invite.values().cloned().collect();
-    let mails: Vec<(Option<String>, String)> = outbox::table
+    let mails: Vec<(Option<String>, OutboxStatus)> = outbox::table
         .filter(outbox::invitation_id.eq_any(&invite_ids))
         .filter(outbox::kind.eq(crate::mail::messages::KIND_INVITATION))
         .order(outbox::created_at.asc())
         .select((outbox::invitation_id, outbox::status))
         .load(conn)?;
-    let mail_status: HashMap<String, String> = mails.into_iter().filter_map(|(i, s)| i.map(|i| (i, s))).collect();
+    let mail_status: HashMap<String, OutboxStatus> = mails.into_iter().filter_map(|(i, s)| i.map(|i| (i, s))).collect();
     let rows = rows
         .into_iter()
         .map(|(membership, user)| {
             let inviter_name = membership.invited_by.as_ref().and_then(|id| inviters.get(id).cloned());
-            let email_status = latest_invite.get(&membership.id).and_then(|inv| mail_status.get(inv).cloned());
+            let email_status = latest_invite.get(&membership.id).and_then(|inv| mail_status.get(inv).copied());
             UserRow { membership, user, inviter_name, email_status }
         })
         .collect();
@@ -233,14 +234,14 @@ pub fn remove(
         let now = db::now();
         // A removed person keeps no role: a later restore or re-invitation does not bring it back.
         diesel::update(memberships::table.find(&m.id))
-            .set((memberships::removed_at.eq(Some(now)), memberships::role.eq(crate::domain::role::NONE)))
+            .set((memberships::removed_at.eq(Some(now)), memberships::role.eq(crate::domain::Role::None)))
             .execute(conn)?;
         diesel::update(
             invitations::table
                 .filter(invitations::membership_id.eq(&m.id))
-                .filter(invitations::status.eq(invitation_status::PENDING)),
+                .filter(invitations::status.eq(InvitationStatus::Pending)),
         )
-        .set((invitations::status.eq(invitation_status::REVOKED), invitations::revoked_at.eq(Some(now))))
+        .set((invitations::status.eq(InvitationStatus::Revoked), invitations::revoked_at.eq(Some(now))))
         .execute(conn)?;
         end_all_sessions(conn, &m.user_id)?;
         audit::record(conn, actor, Some(&org.id), action::MEMBER_REMOVED, Some(&m.user_id), None)?;
@@ -252,7 +253,7 @@ pub fn remove(
 pub fn leave(conn: &mut DbConnection, org: &Organization, user_id: &str, actor: &Actor) -> Result<(), ServiceError> {
     db::write_tx(conn, |conn| {
         let m = crate::services::orgs::membership_of(conn, &org.id, user_id)?.ok_or(ServiceError::NotFound)?;
-        if m.role == crate::domain::role::ADMIN {
+        if m.role == crate::domain::Role::Admin {
             return Err(ServiceError::Forbidden);
         }
         if m.left_at.is_some() {

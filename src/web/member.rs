@@ -7,8 +7,8 @@ use serde::Deserialize;
 
 use crate::auth::SignedIn;
 use crate::db::models::{Membership, Organization};
+use crate::domain::Role;
 use crate::domain::icon::IconKind;
-use crate::domain::role;
 use crate::error::AppError;
 use crate::services::apps::{self, AppSummary};
 use crate::services::{orgs, users};
@@ -123,8 +123,8 @@ async fn my_apps(
         orgs,
         slug: org.slug,
         org_name: org.name,
-        is_admin: m.role == role::ADMIN,
-        can_leave: m.role != role::ADMIN,
+        is_admin: m.role == Role::Admin,
+        can_leave: m.role != Role::Admin,
         can_invite,
         welcome: q.welcome.is_some(),
     })
@@ -141,7 +141,7 @@ async fn icon(
     let (slug, id) = path.into_inner();
     let (org, m) = active_membership(&state, &slug, &user.0.id).await?;
     let (bytes, content_type) = with_conn(&state.pool, move |c| {
-        if m.role != role::ADMIN && !apps::for_membership(c, &org.id, &m.id)?.iter().any(|a| a.id == id) {
+        if m.role != Role::Admin && !apps::for_membership(c, &org.id, &m.id)?.iter().any(|a| a.id == id) {
             return Err(AppError::NotFound);
         }
         apps::icon(c, &org.id, &id)?.ok_or(AppError::NotFound)
@@ -175,7 +175,7 @@ async fn leave_page(
     slug: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
     let (org, m) = active_membership(&state, &slug, &user.0.id).await?;
-    if m.role == role::ADMIN {
+    if m.role == Role::Admin {
         return Err(AppError::Forbidden);
     }
     ok(&LeavePage { ctx, slug: org.slug, org_name: org.name })

@@ -7,7 +7,7 @@ use askama::Template;
 use serde::Deserialize;
 
 use crate::auth::guard::current_user;
-use crate::domain::role;
+use crate::domain::Role;
 use crate::error::AppError;
 use crate::i18n::Lang;
 use crate::services::{accounts, orgs};
@@ -44,8 +44,12 @@ async fn home(state: web::Data<AppState>, ctx: Ctx) -> Result<HttpResponse, AppE
         .into_iter()
         .map(|(o, m)| OrgTile {
             initial: o.name.chars().next().unwrap_or('?').to_uppercase().next().unwrap_or('?'),
-            is_admin: m.role == role::ADMIN,
-            kind_key: if m.user_type == "Guest" { "home.kind_guest" } else { "home.kind_member" },
+            is_admin: m.role == Role::Admin,
+            kind_key: if m.user_type == crate::domain::UserType::Guest {
+                "home.kind_guest"
+            } else {
+                "home.kind_member"
+            },
             slug: o.slug,
             name: o.name,
         })

@@ -87,9 +87,9 @@ async fn render_page(
         .into_iter()
         .map(|s| SentRow {
             status_key: invitations::status_key(&s.invitation),
-            pending: s.invitation.status == crate::domain::invitation_status::PENDING,
+            pending: s.invitation.status == crate::domain::InvitationStatus::Pending,
             sent_on: tr.datetime(&s.invitation.created_at),
-            mail_key: mail_key(s.mail_status.as_deref()),
+            mail_key: mail_key(s.mail_status),
             email: s.invitation.email,
             name: s.invitation.display_name,
             id: s.invitation.id,

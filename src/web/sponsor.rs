@@ -6,7 +6,7 @@ use askama::Template;
 
 use crate::auth::SignedIn;
 use crate::db::models::Organization;
-use crate::domain::role;
+use crate::domain::Role;
 use crate::error::AppError;
 use crate::services::{ServiceError, accounts, lifecycle};
 use crate::state::AppState;
@@ -45,7 +45,7 @@ async fn load(
         let gm = lifecycle::find(c, &o.id, &m).map_err(|_| AppError::NotFound)?;
         // The person the reminder went to: the sponsor, else the inviter.
         let sponsor = gm.sponsor_id.as_deref().or(gm.invited_by.as_deref());
-        if sponsor != Some(uid.as_str()) && me.role != role::ADMIN {
+        if sponsor != Some(uid.as_str()) && me.role != Role::Admin {
             return Err(AppError::NotFound);
         }
         let guest = accounts::find_by_id(c, &gm.user_id)?.ok_or(AppError::NotFound)?;

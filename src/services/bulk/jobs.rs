@@ -2,10 +2,10 @@
 
 use diesel::prelude::*;
 
-use super::{job_status, row_status};
 use crate::db::models::{BulkJob, BulkRow};
 use crate::db::schema::{bulk_jobs, bulk_rows};
 use crate::db::{self, DbConnection};
+use crate::domain::{JobStatus, RowStatus};
 use crate::services::audit::{self, action};
 use crate::services::{Actor, ServiceError};
 
@@ -21,17 +21,17 @@ pub fn create_preview(
     mut rows: Vec<BulkRow>,
     actor: &Actor,
 ) -> Result<BulkJob, ServiceError> {
-    let count = |s: &str| rows.iter().filter(|r| r.status == s).count() as i64;
+    let count = |s: RowStatus| rows.iter().filter(|r| r.status == s).count() as i64;
     let job = BulkJob {
         id: db::new_id(),
         org_id: org_id.to_owned(),
         created_by: created_by.to_owned(),
-        status: job_status::PREVIEWED.into(),
+        status: JobStatus::Previewed,
         file_name: file_name.chars().filter(|c| !c.is_control()).take(200).collect(),
         total: rows.len() as i64,
-        valid_rows: count(row_status::VALID),
-        invalid_rows: count(row_status::INVALID),
-        duplicate_rows: count(row_status::DUPLICATE),
+        valid_rows: count(RowStatus::Valid),
+        invalid_rows: count(RowStatus::Invalid),
+        duplicate_rows: count(RowStatus::Duplicate),
         processed: 0,
         succeeded: 0,
         existing: 0,
@@ -100,7 +100,7 @@ pub fn recent(conn: &mut DbConnection, org_id: &str, limit: i64) -> QueryResult<
 pub fn problems(conn: &mut DbConnection, job_id: &str, limit: i64) -> QueryResult<Vec<BulkRow>> {
     bulk_rows::table
         .filter(bulk_rows::job_id.eq(job_id))
-        .filter(bulk_rows::status.eq_any([row_status::INVALID, row_status::DUPLICATE, row_status::FAILED]))
+        .filter(bulk_rows::status.eq_any([RowStatus::Invalid, RowStatus::Duplicate, RowStatus::Failed]))
         .order(bulk_rows::line_no.asc())
         .limit(limit)
         .select(BulkRow::as_select())
@@ -125,10 +125,10 @@ pub fn start(conn: &mut DbConnection, org_id: &str, job_id: &str, actor: &Actor)
             bulk_jobs::table
                 .filter(bulk_jobs::org_id.eq(org_id))
                 .filter(bulk_jobs::id.eq(job_id))
-                .filter(bulk_jobs::status.eq(job_status::PREVIEWED))
+                .filter(bulk_jobs::status.eq(JobStatus::Previewed))
                 .filter(bulk_jobs::valid_rows.gt(0)),
         )
-        .set(bulk_jobs::status.eq(job_status::QUEUED))
+        .set(bulk_jobs::status.eq(JobStatus::Queued))
         .execute(conn)?;
         if n != 1 {
             return Err(ServiceError::WrongState);
@@ -146,10 +146,10 @@ pub fn cancel(conn: &mut DbConnection, org_id: &str, job_id: &str) -> Result<(),
             bulk_jobs::table
                 .filter(bulk_jobs::org_id.eq(org_id))
                 .filter(bulk_jobs::id.eq(job_id))
-                .filter(bulk_jobs::status.eq_any([job_status::PREVIEWED, job_status::QUEUED, job_status::RUNNING])),
+                .filter(bulk_jobs::status.eq_any([JobStatus::Previewed, JobStatus::Queued, JobStatus::Running])),
         )
         .set((
-            bulk_jobs::status.eq(job_status::CANCELLED),
+            bulk_jobs::status.eq(JobStatus::Cancelled),
             bulk_jobs::finished_at.eq(Some(db::now())),
             bulk_jobs::lease_owner.eq(None::<String>),
             bulk_jobs::lease_until.eq(None::<time::PrimitiveDateTime>),
@@ -161,5 +161,5 @@ pub fn cancel(conn: &mut DbConnection, org_id: &str, job_id: &str) -> Result<(),
 
 /// True while a job still has work to do.
 pub fn is_active(job: &BulkJob) -> bool {
-    job.status == job_status::QUEUED || job.status == job_status::RUNNING
+    job.status == JobStatus::Queued || job.status == JobStatus::Running
 }

@@ -16,6 +16,7 @@ use url::Url;
 
 use crate::db::DbConnection;
 use crate::db::models::{BulkRow, Group, Organization};
+use crate::domain::RowStatus;
 use crate::i18n::Lang;
 use crate::services::invitations::{self, InviteInput};
 
@@ -23,25 +24,6 @@ use crate::services::invitations::{self, InviteInput};
 pub const MAX_FILE_BYTES: usize = 10 * 1024 * 1024;
 /// Most data rows accepted in one file.
 pub const MAX_ROWS: usize = 50_000;
-
-/// Job statuses.
-pub mod job_status {
-    pub const PREVIEWED: &str = "previewed";
-    pub const QUEUED: &str = "queued";
-    pub const RUNNING: &str = "running";
-    pub const DONE: &str = "done";
-    pub const FAILED: &str = "failed";
-    pub const CANCELLED: &str = "cancelled";
-}
-
-/// Row statuses.
-pub mod row_status {
-    pub const VALID: &str = "valid";
-    pub const INVALID: &str = "invalid";
-    pub const DUPLICATE: &str = "duplicate";
-    pub const CREATED: &str = "created";
-    pub const FAILED: &str = "failed";
-}
 
 /// Catalogue key of the reason given to a row whose address already had a pending invitation.
 pub const REASON_EXISTING: &str = "bulk.reason_existing";
@@ -260,7 +242,7 @@ pub fn check_rows(rows: Vec<ParsedRow>, ctx: &CheckContext) -> Vec<BulkRow> {
                 message: p.message.clone(),
                 groups: String::new(),
                 language: None,
-                status: row_status::VALID.into(),
+                status: RowStatus::Valid,
                 reason: None,
                 invitation_id: None,
             };
@@ -276,12 +258,12 @@ pub fn check_rows(rows: Vec<ParsedRow>, ctx: &CheckContext) -> Vec<BulkRow> {
             match problem {
                 Ok(canonical) if !seen.insert(canonical.clone()) => {
                     row.email = canonical;
-                    row.status = row_status::DUPLICATE.into();
+                    row.status = RowStatus::Duplicate;
                     row.reason = Some("bulk.reason_duplicate".into());
                 }
                 Ok(canonical) => row.email = canonical,
                 Err(key) => {
-                    row.status = row_status::INVALID.into();
+                    row.status = RowStatus::Invalid;
                     row.reason = Some(key.into());
                 }
             }

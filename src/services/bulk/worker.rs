@@ -15,11 +15,12 @@ use diesel::prelude::*;
 use tokio::sync::{Notify, watch};
 use url::Url;
 
-use super::{CheckContext, REASON_EXISTING, job_status, jobs, row_status};
+use super::{CheckContext, REASON_EXISTING, jobs};
 use crate::db::models::{BulkJob, BulkRow, Organization};
 use crate::db::schema::{bulk_jobs, bulk_rows, organizations};
 use crate::db::{self, DbConnection, Pool};
-use crate::domain::role;
+use crate::domain::Role;
+use crate::domain::{JobStatus, RowStatus};
 use crate::services::audit::{self, action};
 use crate::services::invitations::{self, MailContext};
 use crate::services::{Actor, ServiceError, accounts, orgs, policy};
@@ -50,8 +51,8 @@ pub fn claim_next(conn: &mut DbConnection, owner: &str) -> QueryResult<Option<Bu
     db::write_tx(conn, |conn| {
         let now = db::now();
         let claimable = bulk_jobs::status
-            .eq(job_status::QUEUED)
-            .or(bulk_jobs::status.eq(job_status::RUNNING).and(bulk_jobs::lease_until.lt(now)));
+            .eq(JobStatus::Queued)
+            .or(bulk_jobs::status.eq(JobStatus::Running).and(bulk_jobs::lease_until.lt(now)));
         let id: Option<String> = match conn {
             DbConnection::Postgresql(c) => bulk_jobs::table
                 .filter(claimable)
@@ -82,11 +83,11 @@ pub fn claim(conn: &mut DbConnection, job_id: &str, owner: &str) -> QueryResult<
 
 fn take(conn: &mut DbConnection, id: &str, owner: &str, now: time::PrimitiveDateTime) -> QueryResult<Option<BulkJob>> {
     let claimable = bulk_jobs::status
-        .eq(job_status::QUEUED)
-        .or(bulk_jobs::status.eq(job_status::RUNNING).and(bulk_jobs::lease_until.lt(now)));
+        .eq(JobStatus::Queued)
+        .or(bulk_jobs::status.eq(JobStatus::Running).and(bulk_jobs::lease_until.lt(now)));
     let n = diesel::update(bulk_jobs::table.find(id).filter(claimable))
         .set((
-            bulk_jobs::status.eq(job_status::RUNNING),
+            bulk_jobs::status.eq(JobStatus::Running),
             bulk_jobs::lease_owner.eq(Some(owner)),
             bulk_jobs::lease_until.eq(Some(now + LEASE)),
         ))
@@ -104,7 +105,7 @@ fn take(conn: &mut DbConnection, id: &str, owner: &str, now: time::PrimitiveDate
 fn fail_job(conn: &mut DbConnection, job_id: &str, owner: &str, reason: &str) -> QueryResult<()> {
     diesel::update(bulk_jobs::table.find(job_id).filter(bulk_jobs::lease_owner.eq(owner)))
         .set((
-            bulk_jobs::status.eq(job_status::FAILED),
+            bulk_jobs::status.eq(JobStatus::Failed),
             bulk_jobs::error.eq(Some(reason)),
             bulk_jobs::finished_at.eq(Some(db::now())),
             bulk_jobs::lease_owner.eq(None::<String>),
@@ -134,7 +135,7 @@ pub fn run_batch(
         return Ok(Step::Finished);
     };
     // The admin may have lost the right to invite since confirming.
-    if membership.role != role::ADMIN
+    if membership.role != Role::Admin
         || !crate::services::orgs::is_active(&membership)
         || !policy::may_invite(&org, &membership)
     {
@@ -154,7 +155,7 @@ pub fn run_batch(
         let held = diesel::update(
             bulk_jobs::table
                 .find(job_id)
-                .filter(bulk_jobs::status.eq(job_status::RUNNING))
+                .filter(bulk_jobs::status.eq(JobStatus::Running))
                 .filter(bulk_jobs::lease_owner.eq(owner)),
         )
         .set(bulk_jobs::lease_until.eq(Some(now + LEASE)))
@@ -164,7 +165,7 @@ pub fn run_batch(
         }
         let rows: Vec<BulkRow> = bulk_rows::table
             .filter(bulk_rows::job_id.eq(job_id))
-            .filter(bulk_rows::status.eq(row_status::VALID))
+            .filter(bulk_rows::status.eq(RowStatus::Valid))
             .order(bulk_rows::line_no.asc())
             .limit(batch)
             .select(BulkRow::as_select())
@@ -195,11 +196,11 @@ pub fn run_batch(
                     if created.existing {
                         existing += 1;
                     }
-                    (row_status::CREATED, created.existing.then_some(REASON_EXISTING), Some(created.invitation.id))
+                    (RowStatus::Created, created.existing.then_some(REASON_EXISTING), Some(created.invitation.id))
                 }
                 Err(key) => {
                     failed += 1;
-                    (row_status::FAILED, Some(key), None)
+                    (RowStatus::Failed, Some(key), None)
                 }
             };
             diesel::update(bulk_rows::table.find((job_id, row.line_no)))
@@ -225,7 +226,7 @@ pub fn run_batch(
 fn finish(conn: &mut DbConnection, job_id: &str, actor: &Actor) -> Result<Step, ServiceError> {
     diesel::update(bulk_jobs::table.find(job_id))
         .set((
-            bulk_jobs::status.eq(job_status::DONE),
+            bulk_jobs::status.eq(JobStatus::Done),
             bulk_jobs::finished_at.eq(Some(db::now())),
             bulk_jobs::lease_owner.eq(None::<String>),
             bulk_jobs::lease_until.eq(None::<time::PrimitiveDateTime>),

@@ -15,10 +15,11 @@ use super::require_admin;
 use super::upload;
 use crate::auth::SignedIn;
 use crate::db::models::{BulkJob, Organization};
+use crate::domain::{JobStatus, RowStatus};
 use crate::error::AppError;
 use crate::i18n::Tr;
 use crate::services::audit_log::inert_cell;
-use crate::services::bulk::{self, job_status, jobs, row_status};
+use crate::services::bulk::{self, jobs};
 use crate::services::{FieldErrors, policy};
 use crate::state::AppState;
 use crate::web::{Ctx, Errors, actor, invalid, ok, see_other, with_conn};
@@ -49,7 +50,7 @@ struct JobView {
 impl JobView {
     fn new(tr: &Tr, job: BulkJob) -> JobView {
         JobView {
-            status_key: status_key(&job.status),
+            status_key: status_key(job.status),
             created: tr.datetime(&job.created_at),
             error: job.error.as_deref().map(|k| tr.t(k)),
             job,
@@ -57,24 +58,24 @@ impl JobView {
     }
 }
 
-fn status_key(status: &str) -> &'static str {
+fn status_key(status: JobStatus) -> &'static str {
     match status {
-        job_status::PREVIEWED => "bulk.status_previewed",
-        job_status::QUEUED => "bulk.status_queued",
-        job_status::RUNNING => "bulk.status_running",
-        job_status::DONE => "bulk.status_done",
-        job_status::FAILED => "bulk.status_failed",
-        _ => "bulk.status_cancelled",
+        JobStatus::Previewed => "bulk.status_previewed",
+        JobStatus::Queued => "bulk.status_queued",
+        JobStatus::Running => "bulk.status_running",
+        JobStatus::Done => "bulk.status_done",
+        JobStatus::Failed => "bulk.status_failed",
+        JobStatus::Cancelled => "bulk.status_cancelled",
     }
 }
 
-fn row_status_key(status: &str) -> &'static str {
+fn row_status_key(status: RowStatus) -> &'static str {
     match status {
-        row_status::VALID => "bulk.row_valid",
-        row_status::INVALID => "bulk.row_invalid",
-        row_status::DUPLICATE => "bulk.row_duplicate",
-        row_status::CREATED => "bulk.row_created",
-        _ => "bulk.row_failed",
+        RowStatus::Valid => "bulk.row_valid",
+        RowStatus::Invalid => "bulk.row_invalid",
+        RowStatus::Duplicate => "bulk.row_duplicate",
+        RowStatus::Created => "bulk.row_created",
+        RowStatus::Failed => "bulk.row_failed",
     }
 }
 
@@ -212,7 +213,7 @@ async fn job_page(
         .map(|r| ProblemView {
             line_no: r.line_no,
             email: r.email,
-            status: ctx.tr.t(row_status_key(&r.status)),
+            status: ctx.tr.t(row_status_key(r.status)),
             reason: r.reason.as_deref().map(|k| ctx.tr.t(k)).unwrap_or(""),
         })
         .collect();
@@ -269,7 +270,8 @@ fn results_chunk(tr: &Tr, header: bool, rows: &[crate::db::models::BulkRow]) -> 
     }
     for r in rows {
         let reason = r.reason.as_deref().map(|k| tr.t(k)).unwrap_or("");
-        let cells = [&r.line_no.to_string(), &r.email, &r.status, reason, r.invitation_id.as_deref().unwrap_or("")];
+        let cells =
+            [&r.line_no.to_string(), &r.email, r.status.as_str(), reason, r.invitation_id.as_deref().unwrap_or("")];
         out.write_record(cells.iter().map(|c| inert_cell(c).into_owned())).map_err(fail)?;
     }
     let bytes = out.into_inner().map_err(|e| AppError::Internal(anyhow::anyhow!("csv: {e}")))?;

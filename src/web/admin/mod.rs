@@ -16,7 +16,7 @@ use diesel::prelude::*;
 
 use crate::db::models::{Membership, Organization};
 use crate::db::schema::memberships;
-use crate::domain::{role, state};
+use crate::domain::{MembershipState, Role};
 use crate::error::AppError;
 use crate::services::orgs;
 use crate::state::AppState;
@@ -45,7 +45,7 @@ pub async fn require_admin(
     with_conn(&state.pool, move |c| {
         let org = orgs::find_by_slug(c, &slug)?.ok_or(AppError::NotFound)?;
         let m = orgs::membership_of(c, &org.id, &uid)?
-            .filter(|m| orgs::is_active(m) && m.role == role::ADMIN)
+            .filter(|m| orgs::is_active(m) && m.role == Role::Admin)
             .ok_or(AppError::NotFound)?;
         Ok((org, m))
     })
@@ -57,15 +57,18 @@ pub fn counts(conn: &mut crate::db::DbConnection, org_id: &str) -> QueryResult<(
     let base = || {
         memberships::table.filter(memberships::org_id.eq(org_id.to_owned())).filter(memberships::removed_at.is_null())
     };
-    let members = base().filter(memberships::user_type.eq("Member")).count().get_result(conn)?;
-    let guests = base().filter(memberships::user_type.eq("Guest")).count().get_result(conn)?;
-    let pending = base().filter(memberships::state.eq(state::PENDING)).count().get_result(conn)?;
+    let members = base().filter(memberships::user_type.eq(crate::domain::UserType::Member)).count().get_result(conn)?;
+    let guests = base().filter(memberships::user_type.eq(crate::domain::UserType::Guest)).count().get_result(conn)?;
+    let pending = base().filter(memberships::state.eq(MembershipState::PendingAcceptance)).count().get_result(conn)?;
     Ok((members, guests, pending))
 }
 
 /// Catalogue keys for a membership's type, state and role.
-pub fn type_key(user_type: &str) -> &'static str {
-    if user_type == "Member" { "type.Member" } else { "type.Guest" }
+pub fn type_key(user_type: &crate::domain::UserType) -> &'static str {
+    match user_type {
+        crate::domain::UserType::Member => "type.Member",
+        crate::domain::UserType::Guest => "type.Guest",
+    }
 }
 
 /// Catalogue key and CSS class of a membership state.
@@ -76,7 +79,7 @@ pub fn state_key(m: &Membership) -> (&'static str, &'static str) {
         ("state.Left", "bad")
     } else if m.blocked {
         ("state.Blocked", "bad")
-    } else if m.state == state::ACCEPTED {
+    } else if m.state == MembershipState::Accepted {
         ("state.Accepted", "good")
     } else {
         ("state.PendingAcceptance", "wait")
@@ -84,23 +87,25 @@ pub fn state_key(m: &Membership) -> (&'static str, &'static str) {
 }
 
 /// Catalogue key of an outbox status.
-pub fn mail_key(status: Option<&str>) -> &'static str {
+pub fn mail_key(status: Option<crate::domain::OutboxStatus>) -> &'static str {
+    use crate::domain::OutboxStatus;
     match status {
-        Some("queued") => "mail.queued",
-        Some("sending") => "mail.sending",
-        Some("sent") => "mail.sent",
-        Some("failed") => "mail.failed",
-        _ => "mail.none",
+        Some(OutboxStatus::Queued) => "mail.queued",
+        Some(OutboxStatus::Sending) => "mail.sending",
+        Some(OutboxStatus::Sent) => "mail.sent",
+        Some(OutboxStatus::Failed) => "mail.failed",
+        None => "mail.none",
     }
 }
 
 /// Catalogue key of a collaboration policy value.
-pub fn policy_key(p: &str) -> &'static str {
+pub fn policy_key(p: &crate::domain::InvitePolicy) -> &'static str {
+    use crate::domain::InvitePolicy;
     match p {
-        "none" => "policy.none",
-        "adminsAndGuestInviters" => "policy.admins_and_guest_inviters",
-        "everyone" => "policy.everyone",
-        _ => "policy.all_members",
+        InvitePolicy::None => "policy.none",
+        InvitePolicy::AdminsAndGuestInviters => "policy.admins_and_guest_inviters",
+        InvitePolicy::Everyone => "policy.everyone",
+        InvitePolicy::AdminsGuestInvitersAndAllMembers => "policy.all_members",
     }
 }
 

@@ -46,7 +46,7 @@ struct SettingsForm {
 #[template(path = "pages/admin/settings.html")]
 struct SettingsPage {
     ctx: Ctx,
-    policies: [&'static str; 4],
+    policies: &'static [crate::domain::InvitePolicy],
     org: Organization,
     section: &'static str,
     form: SettingsForm,
@@ -74,15 +74,15 @@ async fn settings_page(
         default_language: org.default_language.clone(),
         invite_lifetime_days: org.invite_lifetime_days.to_string(),
         redirect_allowlist: org.redirect_allowlist.clone(),
-        invite_policy: org.invite_policy.clone(),
-        domain_mode: org.domain_mode.clone(),
+        invite_policy: org.invite_policy.to_string(),
+        domain_mode: org.domain_mode.to_string(),
         domain_list: org.domain_list.clone(),
         confirm_domain_switch: None,
         invites_per_hour: org.invites_per_hour.to_string(),
         guest_access_days: org.guest_access_days.map(|d| d.to_string()).unwrap_or_default(),
     };
     ok(&SettingsPage {
-        policies: crate::domain::policy::ALL,
+        policies: crate::domain::InvitePolicy::ALL,
         ctx,
         org,
         section: "settings",
@@ -122,7 +122,7 @@ async fn save_settings(
     match result {
         Ok(updated) => Ok(see_other(&format!("/o/{}/admin/settings?saved=1", updated.slug))),
         Err(ServiceError::Invalid(errors)) => invalid(&SettingsPage {
-            policies: crate::domain::policy::ALL,
+            policies: crate::domain::InvitePolicy::ALL,
             ctx,
             org,
             section: "settings",

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::{counts, mail_key, require_admin, state_key, type_key};
 use crate::auth::SignedIn;
 use crate::db::models::Organization;
-use crate::domain::{invitation_status, role, state};
+use crate::domain::{InvitationStatus, MembershipState, Role};
 use crate::error::AppError;
 use crate::services::invitations::{self, MailContext};
 use crate::services::users::{self, UserFilter};
@@ -85,8 +85,8 @@ struct ListQuery {
 
 /// Values of the users list's state filter.
 const LIST_STATES: [&str; 6] = [
-    state::PENDING,
-    state::ACCEPTED,
+    MembershipState::PendingAcceptance.as_str(),
+    MembershipState::Accepted.as_str(),
     users::list_state::BLOCKED,
     users::list_state::LEFT,
     users::list_state::ENDING,
@@ -109,7 +109,7 @@ async fn list(
     q: web::Query<ListQuery>,
 ) -> Result<HttpResponse, AppError> {
     let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
-    let user_type = q.user_type.clone().filter(|t| t == "Member" || t == "Guest").unwrap_or_default();
+    let user_type = q.user_type.clone().filter(|t| crate::domain::UserType::parse(t).is_some()).unwrap_or_default();
     let st = q.state.clone().filter(|s| LIST_STATES.contains(&s.as_str())).unwrap_or_default();
     let search: String = q.q.clone().unwrap_or_default().trim().chars().take(200).collect();
     let filter = UserFilter {
@@ -136,7 +136,7 @@ async fn list(
                 state_class,
                 invited_by: r.inviter_name.unwrap_or_else(|| "—".into()),
                 invited_on: tr.datetime(&r.membership.created_at),
-                mail_key: mail_key(r.email_status.as_deref()),
+                mail_key: mail_key(r.email_status),
                 access_ends: r.membership.access_ends_at.map(|e| tr.datetime(&e)).unwrap_or_else(|| "—".into()),
             }
         })
@@ -185,7 +185,7 @@ struct DetailPage {
     state_key: &'static str,
     state_class: &'static str,
     role_key: &'static str,
-    role: String,
+    role: Role,
     is_guest: bool,
     blocked: bool,
     accepted: bool,
@@ -291,10 +291,10 @@ pub async fn show_detail(
     let (state_key, state_class) = state_key(&d.membership);
     let invitation = d.invitation.map(|inv| InvitationView {
         status_key: invitations::status_key(&inv),
-        pending: inv.status == invitation_status::PENDING,
+        pending: inv.status == InvitationStatus::Pending,
         expires: tr.datetime(&inv.expires_at),
         redirect: inv.redirect_url.clone().unwrap_or_else(|| format!("/o/{}/apps", org.slug)),
-        mail_key: mail_key(d.delivery.as_ref().map(|m| m.status.as_str())),
+        mail_key: mail_key(d.delivery.as_ref().map(|m| m.status)),
         mail_attempts: d.delivery.as_ref().map(|m| m.attempts).unwrap_or(0),
         mail_error: d.delivery.as_ref().and_then(|m| m.last_error.clone()),
         disclosed: inv.disclosed,
@@ -327,15 +327,15 @@ pub async fn show_detail(
             type_key: type_key(&m.user_type),
             state_key,
             state_class,
-            role: m.role.clone(),
-            role_key: match m.role.as_str() {
-                role::ADMIN => "role.admin",
-                role::GUEST_INVITER => "role.guest_inviter",
+            role: m.role,
+            role_key: match m.role {
+                Role::Admin => "role.admin",
+                Role::GuestInviter => "role.guest_inviter",
                 _ => "role.none",
             },
-            is_guest: m.user_type == "Guest",
+            is_guest: m.user_type == crate::domain::UserType::Guest,
             blocked: m.blocked,
-            accepted: m.state == crate::domain::state::ACCEPTED,
+            accepted: m.state == crate::domain::MembershipState::Accepted,
             removed_text,
             sponsor_name: sponsor.map(|s| format!("{} <{}>", s.display_name, s.email)).unwrap_or_else(|| "—".into()),
             access_ends: m.access_ends_at.map(|e| tr.datetime(&e)),

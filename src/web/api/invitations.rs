@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use super::{ApiError, Caller, authenticate, json, parse_object, read_body, refuse_unknown, request_id, respond, take};
 use crate::db::models::{IdempotencyKey, Invitation};
-use crate::domain::{Email, invitation_status};
+use crate::domain::{Email, InvitationStatus};
 use crate::i18n::Lang;
 use crate::services::invitations::{self, InviteInput, MailContext};
 use crate::services::{FieldErrors, ServiceError, accounts, api_keys, lifecycle, policy};
@@ -125,10 +125,10 @@ fn service_error(e: ServiceError) -> ApiError {
 
 /// Graph's `status` of an invitation (plus `Revoked` and `Expired`, which Graph never shows).
 fn graph_status(inv: &Invitation) -> &'static str {
-    match inv.status.as_str() {
-        invitation_status::PENDING if inv.expires_at > crate::db::now() => "PendingAcceptance",
-        invitation_status::PENDING | invitation_status::EXPIRED => "Expired",
-        invitation_status::ACCEPTED => "Completed",
+    match inv.status {
+        InvitationStatus::Pending if inv.expires_at > crate::db::now() => "PendingAcceptance",
+        InvitationStatus::Pending | InvitationStatus::Expired => "Expired",
+        InvitationStatus::Accepted => "Completed",
         _ => "Revoked",
     }
 }

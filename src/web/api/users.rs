@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::{ApiError, authenticate, json, respond, rfc3339};
 use crate::db::models::{Membership, User};
-use crate::domain::state;
+use crate::domain::MembershipState;
 use crate::services::directory::{self, DirectoryFilter};
 use crate::services::{ServiceError, users};
 use crate::state::AppState;
@@ -21,7 +21,8 @@ const MAX_TOP: i64 = 999;
 
 /// The Graph `user` object of a membership.
 fn user_json(m: &Membership, u: &User) -> Value {
-    let changed = if m.state == state::ACCEPTED { m.accepted_at.unwrap_or(m.created_at) } else { m.created_at };
+    let changed =
+        if m.state == MembershipState::Accepted { m.accepted_at.unwrap_or(m.created_at) } else { m.created_at };
     serde_json::json!({
         "id": m.id,
         "displayName": u.display_name,
@@ -60,7 +61,7 @@ fn parse_filter(text: &str) -> Result<DirectoryFilter, ApiError> {
         }
         match (prop, value) {
             ("userType", "Guest" | "Member") => filter.user_type = Some(value.to_owned()),
-            ("externalUserState", state::PENDING | state::ACCEPTED) => filter.state = Some(value.to_owned()),
+            ("externalUserState", v) if MembershipState::parse(v).is_some() => filter.state = Some(value.to_owned()),
             _ => return Err(bad()),
         }
     }
