@@ -4,31 +4,69 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 
-/// A freshly generated secret, shown once; only [`hash_token`] of it is stored.
-pub struct PlainToken(String);
+/// What a secret is for; the kind decides its visible prefix (so a leaked API key is
+/// recognisable by secret scanners) and nothing else: every kind is 32 random bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    /// Invitation, setup and password links, session keys, CSRF cookies: no prefix.
+    Link,
+    /// API keys: `vst_`.
+    ApiKey,
+}
 
-impl PlainToken {
-    /// 32 random bytes, base64url without padding (43 characters).
-    pub fn generate() -> PlainToken {
-        let mut bytes = [0u8; 32];
-        rand::fill(&mut bytes);
-        PlainToken(URL_SAFE_NO_PAD.encode(bytes))
+impl TokenKind {
+    /// The text every secret of this kind starts with.
+    pub const fn prefix(self) -> &'static str {
+        match self {
+            TokenKind::Link => "",
+            TokenKind::ApiKey => "vst_",
+        }
     }
 
-    /// The text that goes into the link.
+    /// True when the text has the shape of a secret of this kind (so junk never reaches the database).
+    pub fn matches(self, s: &str) -> bool {
+        s.strip_prefix(self.prefix()).is_some_and(looks_like_token)
+    }
+}
+
+/// A freshly generated secret, shown once; only [`hash_token`] of it is stored.
+pub struct PlainToken {
+    kind: TokenKind,
+    text: String,
+}
+
+impl PlainToken {
+    /// A link token: 32 random bytes, base64url without padding (43 characters).
+    pub fn generate() -> PlainToken {
+        PlainToken::new(TokenKind::Link)
+    }
+
+    /// A secret of `kind`: its prefix, then 32 random bytes from the OS CSPRNG, base64url.
+    pub fn new(kind: TokenKind) -> PlainToken {
+        let mut bytes = [0u8; 32];
+        rand::fill(&mut bytes);
+        PlainToken { kind, text: format!("{}{}", kind.prefix(), URL_SAFE_NO_PAD.encode(bytes)) }
+    }
+
+    /// What the secret is for.
+    pub fn kind(&self) -> TokenKind {
+        self.kind
+    }
+
+    /// The text that goes into the link (or is shown once).
     pub fn expose(&self) -> &str {
-        &self.0
+        &self.text
     }
 
     /// The stored form.
     pub fn hash(&self) -> String {
-        hash_token(&self.0)
+        hash_token(&self.text)
     }
 }
 
 impl std::fmt::Debug for PlainToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("PlainToken(…)")
+        write!(f, "PlainToken({:?}, …)", self.kind)
     }
 }
 
@@ -60,7 +98,11 @@ mod tests {
         assert!(looks_like_token(a.expose()));
         assert_ne!(a.expose(), b.expose());
         assert_eq!(a.hash().len(), 64);
-        assert_eq!(format!("{a:?}"), "PlainToken(…)");
+        assert_eq!(format!("{a:?}"), "PlainToken(Link, …)");
+        let k = PlainToken::new(TokenKind::ApiKey);
+        assert!(k.expose().starts_with("vst_") && TokenKind::ApiKey.matches(k.expose()));
+        assert!(!TokenKind::ApiKey.matches(a.expose()));
+        assert!(!TokenKind::ApiKey.matches("vst_short"));
     }
 
     #[test]

@@ -1,55 +1,28 @@
 //! API keys: create (the key is shown once; only its SHA-256 is stored), list, revoke,
 //! authenticate; and the stored first answers of requests sent with an `Idempotency-Key`.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use diesel::prelude::*;
 use time::PrimitiveDateTime;
 
 use crate::db::models::{ApiKey, IdempotencyKey, Membership, Organization};
 use crate::db::schema::{api_keys, idempotency_keys, memberships};
 use crate::db::{self, DbConnection};
-use crate::domain::token::hash_token;
+use crate::domain::token::{PlainToken, TokenKind, hash_token};
 use crate::domain::{Role, has_control_chars};
 use crate::services::audit::{self, action};
 use crate::services::orgs::is_active;
 use crate::services::{Actor, ServiceError};
 
 /// Every key starts with this, so that secret scanners and people recognize it.
-pub const KEY_PREFIX: &str = "vst_";
+pub const KEY_PREFIX: &str = TokenKind::ApiKey.prefix();
 /// How many characters of a key lists show.
 const SHOWN_CHARS: usize = 12;
 /// Idempotency keys are remembered this long.
 pub const IDEMPOTENCY_WINDOW: time::Duration = time::Duration::hours(24);
 
-/// A new key in plain text, shown once to whoever created it.
-pub struct PlainKey(String);
-
-impl PlainKey {
-    /// `vst_` and 32 random bytes from the OS CSPRNG, base64url.
-    fn generate() -> PlainKey {
-        let mut bytes = [0u8; 32];
-        rand::fill(&mut bytes);
-        PlainKey(format!("{KEY_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes)))
-    }
-
-    /// The key itself.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for PlainKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("PlainKey(…)")
-    }
-}
-
 /// True when the text has the shape of one of our keys (junk never reaches the database).
 fn looks_like_key(s: &str) -> bool {
-    s.strip_prefix(KEY_PREFIX).is_some_and(|rest| {
-        rest.len() == 43 && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    })
+    TokenKind::ApiKey.matches(s)
 }
 
 /// Checks a key name: 1–100 characters, no control characters.
@@ -72,9 +45,9 @@ pub fn create(
     created_by: &str,
     expires_at: Option<PrimitiveDateTime>,
     actor: &Actor,
-) -> Result<(ApiKey, PlainKey), ServiceError> {
+) -> Result<(ApiKey, PlainToken), ServiceError> {
     let name = check_name(name)?;
-    let plain = PlainKey::generate();
+    let plain = PlainToken::new(TokenKind::ApiKey);
     let key = ApiKey {
         id: db::new_id(),
         org_id: org.id.clone(),
@@ -218,11 +191,11 @@ mod tests {
 
     #[test]
     fn keys_have_the_documented_shape() {
-        let k = PlainKey::generate();
+        let k = PlainToken::new(TokenKind::ApiKey);
         assert!(k.expose().starts_with("vst_"));
         assert!(looks_like_key(k.expose()));
         assert!(!looks_like_key("vst_short"));
         assert!(!looks_like_key(&k.expose().replace("vst_", "abc_")));
-        assert_eq!(format!("{k:?}"), "PlainKey(…)");
+        assert_eq!(format!("{k:?}"), "PlainToken(ApiKey, …)");
     }
 }
