@@ -15,6 +15,7 @@ use vestibule::domain::{Email, Role, RowStatus};
 use vestibule::i18n::Lang;
 use vestibule::services::bulk::worker::{self, Step};
 use vestibule::services::bulk::{self, jobs};
+use vestibule::services::invitations::Channel;
 use vestibule::services::{Actor, accounts, orgs, policy};
 use vestibule::startup::prepare_database;
 
@@ -78,7 +79,7 @@ pub fn invite(
     let owner = worker::new_owner();
     worker::claim(&mut conn, &job.id, &owner)?.context("the job was taken by another process")?;
     println!("Job {} (also shown at {}/o/{}/admin/bulk/{})", job.id, settings.base_url(), org.slug, job.id);
-    let step = worker::run_job(&mut conn, &job.id, &owner, &settings.public_url, |step| {
+    let step = worker::run_job(&mut conn, &job.id, &owner, &settings.public_url, Channel::Cli, |step| {
         if let Step::Progress { processed, of } = step {
             print_bar(*processed, *of);
         }

@@ -201,6 +201,8 @@ pub enum ServiceError {
     Forbidden,
     #[error("not in a state that allows this")]
     WrongState,
+    #[error("over a rate limit; retry in {0} s")]
+    RateLimited(u64),
     #[error(transparent)]
     Db(#[from] diesel::result::Error),
     #[error(transparent)]
@@ -227,6 +229,7 @@ impl From<ServiceError> for AppError {
             ServiceError::Invalid(_) | ServiceError::WrongState => AppError::BadRequest(e.to_string()),
             ServiceError::NotFound => AppError::NotFound,
             ServiceError::Forbidden => AppError::Forbidden,
+            ServiceError::RateLimited(secs) => AppError::TooManyRequests(secs),
             ServiceError::Db(d) => d.into(),
             ServiceError::Other(o) => AppError::Internal(o),
         }

@@ -152,8 +152,10 @@ where
         DbConnection::Postgresql(c) => AnsiTransactionManager::transaction_manager_status_mut(c).transaction_depth(),
     };
     if depth.map_err(E::from)?.is_some() {
-        // Already inside a write transaction: the caller's transaction covers this work.
-        return f(conn);
+        // Already inside a write transaction: the caller's transaction covers this work, and a
+        // savepoint lets a refused step roll back alone (PostgreSQL otherwise aborts the whole
+        // transaction at the first error, e.g. a unique violation that the step handles).
+        return conn.transaction(f);
     }
     match conn {
         DbConnection::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?,

@@ -15,6 +15,18 @@ use crate::db::schema::outbox;
 use crate::db::{self, DbConnection};
 use crate::domain::OutboxStatus;
 
+thread_local! {
+    /// Set by [`enqueue`] on the thread that queued mail; read by [`take_queued`].
+    static QUEUED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// True when this thread queued mail since the last call; clears the mark. The request layer
+/// reads it after each piece of database work, so that waking the mail worker happens in one
+/// place (`web::with_conn`) rather than in every handler that causes mail.
+pub fn take_queued() -> bool {
+    QUEUED.with(|q| q.replace(false))
+}
+
 /// A rendered email ready for the outbox.
 #[derive(Debug, Clone)]
 pub struct NewMail {
@@ -32,6 +44,7 @@ pub struct NewMail {
 
 /// Writes a mail row; call inside the transaction of the change that causes it.
 pub fn enqueue(conn: &mut DbConnection, mail: NewMail, public_url: &Url) -> QueryResult<String> {
+    QUEUED.with(|q| q.set(true));
     let id = db::new_id();
     let host = public_url.host_str().unwrap_or("localhost");
     let now = db::now();

@@ -277,6 +277,170 @@ pub fn create(
     }
 }
 
+/// Through which door an invitation comes; each has its own rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    /// The admin console's invite form.
+    Console,
+    /// `/o/{org}/invite`: guests only, always by email, landing on My Apps.
+    SelfService,
+    /// The Graph-compatible JSON API.
+    Api,
+    /// A bulk CSV job (the server's worker).
+    Bulk,
+    /// `vestibule invite --csv`.
+    Cli,
+}
+
+impl Channel {
+    /// True when the inviter's hourly limit applies (people and programs, not confirmed batches).
+    fn counts_toward_limit(self) -> bool {
+        matches!(self, Channel::Console | Channel::SelfService | Channel::Api)
+    }
+
+    /// True when only admins may use this channel.
+    fn admins_only(self) -> bool {
+        matches!(self, Channel::Bulk | Channel::Cli)
+    }
+}
+
+/// Who invites: the organization, their membership in it, and the audit actor.
+#[derive(Clone, Copy)]
+pub struct Inviter<'a> {
+    pub org: &'a Organization,
+    pub membership: &'a Membership,
+    pub actor: &'a Actor,
+}
+
+/// What may come with an invitation besides the fields of the form (the API's extras).
+#[derive(Debug, Clone, Default)]
+pub struct InviteOptions {
+    /// Apply the inviter's hourly limit (off when the operator turned throttling off).
+    pub rate_limit: bool,
+    /// When the address already has a pending invitation and mail is asked for, send it again.
+    pub resend_existing: bool,
+    /// A copy of the invitation email to this (address, name), sent with a new invitation.
+    pub cc: Option<(String, Option<String>)>,
+    /// "Invite with reset": re-bind this accepted membership to the invited address.
+    pub reset_membership: Option<String>,
+}
+
+/// Seconds an inviter over the hourly limit is asked to wait.
+pub const RATE_LIMIT_RETRY_SECS: u64 = 600;
+
+/// The one invitation use case, for every channel: the policy, the domain rules, the redirect
+/// target, the groups and app, the hourly limit, then create (or resend, or reset) with the CC
+/// copy, the audit event and the outbox row, all in one write transaction. Nothing is written
+/// when any check refuses.
+pub fn invite(
+    conn: &mut DbConnection,
+    public_url: &Url,
+    inviter: Inviter,
+    channel: Channel,
+    mut input: InviteInput,
+    opts: &InviteOptions,
+) -> Result<Created, ServiceError> {
+    let Inviter { org, membership, actor } = inviter;
+    if channel == Channel::SelfService {
+        input.user_type = UserType::Guest.as_str().into();
+        input.send_email = true;
+        input.redirect_url.clear();
+    }
+    if !crate::services::policy::may_invite(org, membership)
+        || (channel.admins_only() && membership.role != Role::Admin)
+    {
+        return Err(ServiceError::Forbidden);
+    }
+    db::write_tx(conn, |conn| {
+        // The app origins matter only for a landing URL, the targets only when some were chosen.
+        let app_origins = if input.redirect_url.trim().is_empty() {
+            Vec::new()
+        } else {
+            crate::services::apps::origins(conn, &org.id)?
+        };
+        let checked = validate_with_origins(&input, org, public_url, &app_origins);
+        let mut errors = checked.as_ref().err().cloned().unwrap_or_default();
+        if !input.group_ids.is_empty() || input.app_id.is_some() {
+            let targets = targets_for(conn, org, membership)?;
+            if let Err(e) = check_targets(&targets, &input.group_ids, input.app_id.as_deref()) {
+                errors.0.extend(e.0);
+            }
+        }
+        let valid = match checked {
+            Ok(v) if errors.is_empty() => v,
+            _ => return Err(ServiceError::Invalid(errors)),
+        };
+        if opts.rate_limit && channel.counts_toward_limit() {
+            let sent = crate::services::policy::invitations_last_hour(conn, &org.id, &membership.user_id)?;
+            if sent >= org.invites_per_hour {
+                return Err(ServiceError::RateLimited(RATE_LIMIT_RETRY_SECS));
+            }
+        }
+        let inviter_user = accounts::find_by_id(conn, &membership.user_id)?.ok_or(ServiceError::NotFound)?;
+        let mail_ctx = MailContext { public_url, inviter: &inviter_user };
+        if let Some(mid) = &opts.reset_membership {
+            let landing = crate::services::lifecycle::ResetLanding {
+                redirect_url: valid.redirect_url.clone(),
+                message: valid.message.clone(),
+            };
+            let inv = crate::services::lifecycle::reset_redemption(
+                conn,
+                org,
+                mid,
+                valid.email.as_str(),
+                landing,
+                &mail_ctx,
+                actor,
+            )?;
+            return Ok(Created { invitation: inv, redeem_url: None, existing: false });
+        }
+        let created = create(conn, org, &valid, &mail_ctx, actor)?;
+        if created.existing && valid.send_email && opts.resend_existing {
+            // Asked to send again: resend rotates the link and mails it.
+            let inv = resend(conn, org, &created.invitation.id, &mail_ctx, actor)?;
+            return Ok(Created { invitation: inv, redeem_url: None, existing: true });
+        }
+        if let Some((address, name)) = &opts.cc
+            && valid.send_email
+            && !created.existing
+        {
+            let lang = email_language(&created.invitation, &inviter_user, org);
+            let mail = crate::mail::invitation_cc::copy(
+                org,
+                &created.invitation,
+                &inviter_user,
+                address,
+                name.as_deref(),
+                lang,
+            )?;
+            mail::enqueue(conn, mail, public_url)?;
+        }
+        Ok(created)
+    })
+}
+
+/// Resends `invitation_id` for `inviter` (new token, clock restarted, old link dead), counted
+/// toward the inviter's hourly limit, in one write transaction.
+pub fn resend_as(
+    conn: &mut DbConnection,
+    public_url: &Url,
+    inviter: Inviter,
+    invitation_id: &str,
+    rate_limit: bool,
+) -> Result<Invitation, ServiceError> {
+    let Inviter { org, membership, actor } = inviter;
+    db::write_tx(conn, |conn| {
+        if rate_limit
+            && crate::services::policy::invitations_last_hour(conn, &org.id, &membership.user_id)?
+                >= org.invites_per_hour
+        {
+            return Err(ServiceError::RateLimited(RATE_LIMIT_RETRY_SECS));
+        }
+        let inviter_user = accounts::find_by_id(conn, &membership.user_id)?.ok_or(ServiceError::NotFound)?;
+        resend(conn, org, invitation_id, &MailContext { public_url, inviter: &inviter_user }, actor)
+    })
+}
+
 /// Email language: the invitation's, else the guest's preference, else the org default.
 pub fn email_language(invitation: &Invitation, guest: &User, org: &Organization) -> Lang {
     invitation

@@ -149,10 +149,8 @@ async fn signin(
             state.throttles.signin_account.clear(&throttle_keys(&form.email, &ip).0);
             act.user_id = Some(user.id.clone());
             let uid = user.id.clone();
-            with_conn(&state.pool, move |c| {
-                Ok(audit::record(c, &act, None, action::SIGNIN_SUCCEEDED, Some(&uid), None)?)
-            })
-            .await?;
+            with_conn(&state, move |c| Ok(audit::record(c, &act, None, action::SIGNIN_SUCCEEDED, Some(&uid), None)?))
+                .await?;
             let lang = start_session(&req, &session, &user)?;
             let mut res = see_other(&next);
             if let Some(l) = lang {
@@ -163,10 +161,8 @@ async fn signin(
         PasswordCheck::Wrong => {
             signin_failed(&state, &form.email, &ip);
             let masked = crate::domain::email::mask(&form.email.trim().to_lowercase());
-            with_conn(&state.pool, move |c| {
-                Ok(audit::record(c, &act, None, action::SIGNIN_FAILED, None, Some(&masked))?)
-            })
-            .await?;
+            with_conn(&state, move |c| Ok(audit::record(c, &act, None, action::SIGNIN_FAILED, None, Some(&masked))?))
+                .await?;
             render(StatusCode::UNAUTHORIZED, &page(ctx, "signin.failed"))
         }
     }
@@ -217,7 +213,7 @@ async fn link_is_live(
     purpose: &'static str,
     token: String,
 ) -> Result<Option<crate::db::models::OneTimeLink>, AppError> {
-    with_conn(&state.pool, move |c| Ok(orgs::find_link(c, purpose, &token)?)).await
+    with_conn(state, move |c| Ok(orgs::find_link(c, purpose, &token)?)).await
 }
 
 #[derive(Deserialize)]
@@ -274,7 +270,7 @@ async fn setup(
     let hash = web::block(move || hash_password(&password)).await??;
     let act = actor(&req, None);
     let token = form.token.clone();
-    let result = with_conn(&state.pool, move |c| {
+    let result = with_conn(&state, move |c| {
         Ok(crate::db::write_tx(c, |c| {
             if !orgs::consume_link(c, link_purpose::SETUP, &token)? {
                 return Err(ServiceError::NotFound);
@@ -326,7 +322,7 @@ async fn password_page(
         return render(StatusCode::NOT_FOUND, &DeadLinkPage { ctx, org_name: None });
     };
     let uid = link.user_id.unwrap_or_default();
-    let user = with_conn(&state.pool, move |c| Ok(accounts::find_by_id(c, &uid)?)).await?.ok_or(AppError::NotFound)?;
+    let user = with_conn(&state, move |c| Ok(accounts::find_by_id(c, &uid)?)).await?.ok_or(AppError::NotFound)?;
     ok(&SetPasswordPage { ctx, errors: Errors::default(), token, email: user.email })
 }
 
@@ -344,7 +340,7 @@ async fn set_password(
         return render(StatusCode::NOT_FOUND, &DeadLinkPage { ctx, org_name: None });
     };
     let uid = link.user_id.unwrap_or_default();
-    let user = with_conn(&state.pool, move |c| Ok(accounts::find_by_id(c, &uid)?)).await?.ok_or(AppError::NotFound)?;
+    let user = with_conn(&state, move |c| Ok(accounts::find_by_id(c, &uid)?)).await?.ok_or(AppError::NotFound)?;
     if let Err(p) = check_new_password(&form.password, &form.confirm, &user.email) {
         let mut errors = FieldErrors::default();
         errors.add(
@@ -356,7 +352,7 @@ async fn set_password(
     let password = form.password.clone();
     let hash = web::block(move || hash_password(&password)).await??;
     let uid = user.id.clone();
-    let done = with_conn(&state.pool, move |c| {
+    let done = with_conn(&state, move |c| {
         Ok(crate::db::write_tx(c, |c| {
             if !orgs::consume_link(c, link_purpose::SET_PASSWORD, &token)? {
                 return Ok(false);

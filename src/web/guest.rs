@@ -71,7 +71,7 @@ use crate::services::redeem::LiveInvitation as Live;
 /// Loads the link; a dead or unknown one becomes the friendly page (404 unknown, 410 dead).
 async fn load(state: &web::Data<AppState>, ctx: &Ctx, token: &str) -> Result<Result<Live, HttpResponse>, AppError> {
     let t = token.to_owned();
-    let found = with_conn(&state.pool, move |c| Ok(redeem::inspect(c, &t)?)).await?;
+    let found = with_conn(state, move |c| Ok(redeem::inspect(c, &t)?)).await?;
     Ok(match found {
         LinkState::Valid(live) => Ok(*live),
         LinkState::Dead { org_name } => {
@@ -178,8 +178,7 @@ async fn register(
     let act = actor(&req, None);
     let lang = ctx.lang;
     let (inv, guest) = (live.invitation.clone(), live.guest.clone());
-    let result =
-        with_conn(&state.pool, move |c| Ok(redeem::register(c, &inv, &guest, &name, &hash, lang, &act))).await?;
+    let result = with_conn(&state, move |c| Ok(redeem::register(c, &inv, &guest, &name, &hash, lang, &act))).await?;
     match result {
         Ok(user) => {
             start_session(&req, &session, &user)?;
@@ -226,7 +225,7 @@ async fn signin(
             let mut act = actor(&req, None);
             act.user_id = Some(user.id.clone());
             let uid = user.id.clone();
-            with_conn(&state.pool, move |c| {
+            with_conn(&state, move |c| {
                 Ok(crate::services::audit::record(
                     c,
                     &act,
@@ -280,8 +279,7 @@ async fn send_code(
     state.throttles.code_sends.record(&key);
     let (inv, org, lang, url) =
         (live.invitation.clone(), live.org.clone(), ctx.lang, state.settings.public_url.clone());
-    with_conn(&state.pool, move |c| Ok(redeem::send_code(c, &inv, &org, &url, lang)?)).await?;
-    state.wake_mail();
+    with_conn(&state, move |c| Ok(redeem::send_code(c, &inv, &org, &url, lang)?)).await?;
     session.insert(CODE_SENT, &live.invitation.id).map_err(|e| AppError::Internal(anyhow::anyhow!("session: {e}")))?;
     Ok(see_other(&format!("/redeem/{token}")))
 }
@@ -307,7 +305,7 @@ async fn enter_code(
         return Ok(see_other(&format!("/redeem/{token}")));
     }
     let (id, code) = (live.invitation.id.clone(), form.code.clone());
-    let outcome = with_conn(&state.pool, move |c| Ok(redeem::check_code(c, &id, &code)?)).await?;
+    let outcome = with_conn(&state, move |c| Ok(redeem::check_code(c, &id, &code)?)).await?;
     match outcome {
         CodeCheck::Correct => {
             session
@@ -382,7 +380,7 @@ async fn accept(
     };
     let act = actor(&req, Some(&signed));
     let t = token.clone();
-    let result = with_conn(&state.pool, move |c| {
+    let result = with_conn(&state, move |c| {
         let user = accounts::find_by_id(c, &signed.id)?.ok_or(AppError::NotFound)?;
         Ok(redeem::accept(c, &t, &user, &act))
     })
@@ -396,9 +394,8 @@ async fn accept(
             let fallback = format!("/o/{}/apps", accepted.org.slug);
             // App URLs are allowed targets too; if they cannot be read, the guest lands on My Apps.
             let org_id = accepted.org.id.clone();
-            let app_origins = with_conn(&state.pool, move |c| Ok(crate::services::apps::origins(c, &org_id)?))
-                .await
-                .unwrap_or_default();
+            let app_origins =
+                with_conn(&state, move |c| Ok(crate::services::apps::origins(c, &org_id)?)).await.unwrap_or_default();
             let mut allowed = accepted.org.allowed_origins();
             allowed.extend(app_origins.iter().map(String::as_str));
             let target = accepted

@@ -1,14 +1,13 @@
 //! What the admin invite form and the self-service invite page share: the form as typed, the
-//! groups and apps offered, and the submission (policy, rate limit, validation, creation).
+//! groups and apps offered, and the submission (handed to `services::invitations::invite`).
 
 use actix_web::web;
 
-use crate::auth::SessionUser;
 use crate::db::models::{Membership, Organization};
 use crate::error::AppError;
 use crate::i18n::Lang;
-use crate::services::invitations::{self, Created, InviteInput, MailContext, Targets};
-use crate::services::{Actor, FieldErrors, ServiceError, accounts, policy};
+use crate::services::invitations::{self, Channel, Created, InviteInput, InviteOptions, Inviter, Targets};
+use crate::services::{Actor, FieldErrors, ServiceError};
 use crate::state::AppState;
 use crate::web::with_conn;
 
@@ -66,22 +65,7 @@ pub async fn load_targets(
     inviter: &Membership,
 ) -> Result<Targets, AppError> {
     let (o, m) = (org.clone(), inviter.clone());
-    with_conn(&state.pool, move |c| Ok(invitations::targets_for(c, &o, &m)?)).await
-}
-
-/// `Some(seconds to wait)` when `user_id` reached the org's invitations-per-hour limit
-/// (new invitations and resends both count).
-pub async fn over_limit(
-    state: &web::Data<AppState>,
-    org: &Organization,
-    user_id: &str,
-) -> Result<Option<u64>, AppError> {
-    if !state.settings.throttle_enabled {
-        return Ok(None);
-    }
-    let (org_id, uid, limit) = (org.id.clone(), user_id.to_owned(), org.invites_per_hour);
-    let sent = with_conn(&state.pool, move |c| Ok(policy::invitations_last_hour(c, &org_id, &uid)?)).await?;
-    Ok((sent >= limit).then_some(600))
+    with_conn(state, move |c| Ok(invitations::targets_for(c, &o, &m)?)).await
 }
 
 /// Why a submission did not create an invitation.
@@ -92,67 +76,37 @@ pub enum Refusal {
     RateLimited(u64),
 }
 
-/// Checks the policy, the rate, the fields and the targets, then creates the invitation.
-/// `force_guest_with_email` is the self-service page: guests only, always by email.
+/// Hands the form to the one invitation use case (console or self-service).
 pub async fn submit(
     state: &web::Data<AppState>,
     org: &Organization,
     inviter: &Membership,
-    user: &SessionUser,
     form: &InviteForm,
     actor: Actor,
-    self_service: bool,
+    channel: Channel,
 ) -> Result<Result<Created, Refusal>, AppError> {
-    if !policy::may_invite(org, inviter) {
-        return Err(AppError::Forbidden);
-    }
     let input = InviteInput {
         email: form.email.clone(),
         display_name: form.display_name.clone(),
         message: form.message.clone(),
-        redirect_url: if self_service { String::new() } else { form.redirect_url.clone() },
-        user_type: if self_service { "Guest".into() } else { form.user_type.clone() },
-        send_email: self_service || form.send_email.is_some(),
+        redirect_url: form.redirect_url.clone(),
+        user_type: form.user_type.clone(),
+        send_email: form.send_email.is_some(),
         language: Lang::parse(&form.language),
         group_ids: form.groups.clone(),
         app_id: Some(form.app.trim().to_owned()).filter(|a| !a.is_empty()),
     };
-    // The app origins matter only for a landing URL, the targets only when some were chosen.
-    let app_origins = if input.redirect_url.trim().is_empty() {
-        Vec::new()
-    } else {
-        let org_id = org.id.clone();
-        with_conn(&state.pool, move |c| Ok(crate::services::apps::origins(c, &org_id)?)).await?
-    };
-    let checked = invitations::validate_with_origins(&input, org, &state.settings.public_url, &app_origins);
-    let mut errors = checked.as_ref().err().cloned().unwrap_or_default();
-    if !input.group_ids.is_empty() || input.app_id.is_some() {
-        let targets = load_targets(state, org, inviter).await?;
-        if let Err(e) = invitations::check_targets(&targets, &input.group_ids, input.app_id.as_deref()) {
-            errors.0.extend(e.0);
-        }
-    }
-    let valid = match checked {
-        Ok(v) if errors.is_empty() => v,
-        _ => return Ok(Err(Refusal::Invalid(errors))),
-    };
-    if let Some(wait) = over_limit(state, org, &user.id).await? {
-        return Ok(Err(Refusal::RateLimited(wait)));
-    }
-    let (uid, public_url, o) = (user.id.clone(), state.settings.public_url.clone(), org.clone());
-    let result = with_conn(&state.pool, move |c| {
-        let inviter = accounts::find_by_id(c, &uid)?.ok_or(AppError::NotFound)?;
-        Ok(invitations::create(c, &o, &valid, &MailContext { public_url: &public_url, inviter: &inviter }, &actor))
+    let opts = InviteOptions { rate_limit: state.settings.throttle_enabled, ..InviteOptions::default() };
+    let (public_url, o, m) = (state.settings.public_url.clone(), org.clone(), inviter.clone());
+    let result = with_conn(state, move |c| {
+        let inviter = Inviter { org: &o, membership: &m, actor: &actor };
+        Ok(invitations::invite(c, &public_url, inviter, channel, input, &opts))
     })
     .await?;
     match result {
-        Ok(created) => {
-            if created.redeem_url.is_none() && !created.existing {
-                state.wake_mail();
-            }
-            Ok(Ok(created))
-        }
+        Ok(created) => Ok(Ok(created)),
         Err(ServiceError::Invalid(errors)) => Ok(Err(Refusal::Invalid(errors))),
+        Err(ServiceError::RateLimited(wait)) => Ok(Err(Refusal::RateLimited(wait))),
         Err(e) => Err(e.into()),
     }
 }

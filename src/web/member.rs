@@ -26,7 +26,7 @@ pub async fn active_membership(
     user_id: &str,
 ) -> Result<(Organization, Membership), AppError> {
     let (slug, uid) = (slug.to_owned(), user_id.to_owned());
-    with_conn(&state.pool, move |c| {
+    with_conn(state, move |c| {
         let org = orgs::find_by_slug(c, &slug)?.ok_or(AppError::NotFound)?;
         let m = orgs::membership_of(c, &org.id, &uid)?.filter(orgs::is_active).ok_or(AppError::NotFound)?;
         Ok((org, m))
@@ -110,7 +110,7 @@ async fn my_apps(
 ) -> Result<HttpResponse, AppError> {
     let (org, m) = active_membership(&state, &slug, &user.0.id).await?;
     let (org_id, membership_id, uid) = (org.id.clone(), m.id.clone(), user.0.id.clone());
-    let (mine, all_orgs) = with_conn(&state.pool, move |c| {
+    let (mine, all_orgs) = with_conn(&state, move |c| {
         Ok((apps::for_membership(c, &org_id, &membership_id)?, orgs::orgs_of_user(c, &uid)?))
     })
     .await?;
@@ -140,7 +140,7 @@ async fn icon(
 ) -> Result<HttpResponse, AppError> {
     let (slug, id) = path.into_inner();
     let (org, m) = active_membership(&state, &slug, &user.0.id).await?;
-    let (bytes, content_type) = with_conn(&state.pool, move |c| {
+    let (bytes, content_type) = with_conn(&state, move |c| {
         if m.role != Role::Admin && !apps::for_membership(c, &org.id, &m.id)?.iter().any(|a| a.id == id) {
             return Err(AppError::NotFound);
         }
@@ -192,6 +192,6 @@ async fn leave(
     let (org, _) = active_membership(&state, &slug, &user.0.id).await?;
     let act = actor(&req, Some(&user.0));
     let uid = user.0.id.clone();
-    with_conn(&state.pool, move |c| Ok(users::leave(c, &org, &uid, &act)?)).await?;
+    with_conn(&state, move |c| Ok(users::leave(c, &org, &uid, &act)?)).await?;
     Ok(see_other("/"))
 }

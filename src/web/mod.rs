@@ -21,10 +21,11 @@ use askama::Template;
 
 use crate::auth::SessionUser;
 use crate::auth::guard::current_user;
-use crate::db::{DbConnection, Pool};
+use crate::db::DbConnection;
 use crate::error::AppError;
 use crate::i18n::{Lang, Tr};
 use crate::services::Actor;
+use crate::state::AppState;
 use crate::web::csrf::CsrfToken;
 use crate::web::middleware::RequestId;
 
@@ -131,13 +132,23 @@ pub fn see_other(location: &str) -> HttpResponse {
     HttpResponse::SeeOther().insert_header(("Location", location)).finish()
 }
 
-/// [`db::with_conn`] with the error type of handlers (so closures need no annotation).
-pub async fn with_conn<T, F>(pool: &Pool, f: F) -> Result<T, AppError>
+/// Runs database work off the async threads ([`crate::db::with_conn`]) with the error type of
+/// handlers, and wakes the mail worker when the work queued mail: the one place that does.
+pub async fn with_conn<T, F>(state: &AppState, f: F) -> Result<T, AppError>
 where
     T: Send + 'static,
     F: FnOnce(&mut DbConnection) -> Result<T, AppError> + Send + 'static,
 {
-    crate::db::with_conn(pool, f).await
+    let (result, queued) = crate::db::with_conn(&state.pool, move |c| {
+        crate::mail::take_queued();
+        let result = f(c);
+        Ok::<_, AppError>((result, crate::mail::take_queued()))
+    })
+    .await?;
+    if queued {
+        state.wake_mail();
+    }
+    result
 }
 
 /// A keyset-pagination cursor for URLs: `<unix micros>.<id>` of the last row shown.

@@ -39,7 +39,7 @@ async fn home(state: web::Data<AppState>, ctx: Ctx) -> Result<HttpResponse, AppE
     let Some(user) = ctx.user.clone() else {
         return Ok(see_other("/signin"));
     };
-    let list = with_conn(&state.pool, move |c| Ok(orgs::orgs_of_user(c, &user.id)?)).await?;
+    let list = with_conn(&state, move |c| Ok(orgs::orgs_of_user(c, &user.id)?)).await?;
     let orgs = list
         .into_iter()
         .map(|(o, m)| OrgTile {
@@ -66,7 +66,7 @@ async fn healthz() -> HttpResponse {
 /// Readiness: the database answers; reports the mail queue.
 #[get("/readyz")]
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let result = with_conn(&state.pool, |c| Ok(crate::mail::queue_counts(c)?)).await;
+    let result = with_conn(&state, |c| Ok(crate::mail::queue_counts(c)?)).await;
     match result {
         Ok(counts) => {
             let mail: serde_json::Map<String, serde_json::Value> =
@@ -102,7 +102,7 @@ async fn switch_language(
 ) -> Result<HttpResponse, AppError> {
     let lang = Lang::parse(&form.lang).ok_or_else(|| AppError::BadRequest("unknown language".into()))?;
     if let Some(user) = current_user(&session) {
-        with_conn(&state.pool, move |c| Ok(accounts::set_language(c, &user.id, lang.code())?)).await?;
+        with_conn(&state, move |c| Ok(accounts::set_language(c, &user.id, lang.code())?)).await?;
     }
     let mut res = see_other(&safe_next(form.next.as_deref()));
     res.add_cookie(&language_cookie(lang, state.settings.https())).ok();

@@ -9,8 +9,8 @@ use serde::Deserialize;
 use crate::auth::SignedIn;
 use crate::db::models::{Membership, Organization};
 use crate::error::AppError;
-use crate::services::invitations::{self, MailContext, Targets};
-use crate::services::{FieldErrors, ServiceError, accounts, policy};
+use crate::services::invitations::{self, Channel, Inviter, Targets};
+use crate::services::{FieldErrors, ServiceError, policy};
 use crate::state::AppState;
 use crate::web::admin::mail_key;
 use crate::web::inviting::{InviteForm, Refusal, load_targets, submit};
@@ -81,7 +81,7 @@ async fn render_page(
     let targets = load_targets(state, &org, m).await?;
     let (org_id, uid) = (org.id.clone(), user_id.to_owned());
     let cursor = after.as_deref().and_then(decode_cursor);
-    let (list, next) = with_conn(&state.pool, move |c| Ok(invitations::sent_by(c, &org_id, &uid, cursor)?)).await?;
+    let (list, next) = with_conn(state, move |c| Ok(invitations::sent_by(c, &org_id, &uid, cursor)?)).await?;
     let tr = ctx.tr;
     let sent = list
         .into_iter()
@@ -139,7 +139,7 @@ async fn send(
     let (org, m) = inviter(&state, &slug, &user.0.id).await?;
     let form = InviteForm::from_pairs(pairs.into_inner())?;
     let act = actor(&req, Some(&user.0));
-    match submit(&state, &org, &m, &user.0, &form, act, true).await? {
+    match submit(&state, &org, &m, &form, act, Channel::SelfService).await? {
         Ok(created) => {
             let done = if created.existing { "existing" } else { "sent" };
             Ok(see_other(&format!("/o/{}/invite?done={done}", org.slug)))
@@ -179,8 +179,7 @@ async fn my_invitation(
     id: &str,
 ) -> Result<(), AppError> {
     let (o, i, uid) = (org.id.clone(), id.to_owned(), user_id.to_owned());
-    let inv =
-        with_conn(&state.pool, move |c| Ok(invitations::find_in_org(c, &o, &i)?)).await?.ok_or(AppError::NotFound)?;
+    let inv = with_conn(state, move |c| Ok(invitations::find_in_org(c, &o, &i)?)).await?.ok_or(AppError::NotFound)?;
     if inv.invited_by.as_deref() != Some(uid.as_str()) {
         return Err(AppError::NotFound);
     }
@@ -196,23 +195,18 @@ async fn resend(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, AppError> {
     let (slug, id) = path.into_inner();
-    let (org, _) = inviter(&state, &slug, &user.0.id).await?;
+    let (org, m) = inviter(&state, &slug, &user.0.id).await?;
     my_invitation(&state, &org, &user.0.id, &id).await?;
-    if let Some(wait) = crate::web::inviting::over_limit(&state, &org, &user.0.id).await? {
-        return Err(AppError::TooManyRequests(wait));
-    }
     let act = actor(&req, Some(&user.0));
-    let (uid, public_url, o) = (user.0.id.clone(), state.settings.public_url.clone(), org.clone());
-    let result = with_conn(&state.pool, move |c| {
-        let me = accounts::find_by_id(c, &uid)?.ok_or(AppError::NotFound)?;
-        Ok(invitations::resend(c, &o, &id, &MailContext { public_url: &public_url, inviter: &me }, &act))
+    let (public_url, limit) = (state.settings.public_url.clone(), state.settings.throttle_enabled);
+    let (o, m) = (org.clone(), m.clone());
+    let result = with_conn(&state, move |c| {
+        let inviter = Inviter { org: &o, membership: &m, actor: &act };
+        Ok(invitations::resend_as(c, &public_url, inviter, &id, limit))
     })
     .await?;
     match result {
-        Ok(_) => {
-            state.wake_mail();
-            Ok(see_other(&format!("/o/{}/invite?done=resent", org.slug)))
-        }
+        Ok(_) => Ok(see_other(&format!("/o/{}/invite?done=resent", org.slug))),
         Err(ServiceError::WrongState) => Err(AppError::BadRequest("invitation is not pending".into())),
         Err(e) => Err(e.into()),
     }
@@ -231,7 +225,7 @@ async fn revoke(
     my_invitation(&state, &org, &user.0.id, &id).await?;
     let act = actor(&req, Some(&user.0));
     let o = org.clone();
-    match with_conn(&state.pool, move |c| Ok(invitations::revoke(c, &o, &id, &act))).await? {
+    match with_conn(&state, move |c| Ok(invitations::revoke(c, &o, &id, &act))).await? {
         Ok(()) => Ok(see_other(&format!("/o/{}/invite?done=revoked", org.slug))),
         Err(ServiceError::WrongState) => Err(AppError::BadRequest("invitation is not pending".into())),
         Err(e) => Err(e.into()),

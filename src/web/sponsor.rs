@@ -41,7 +41,7 @@ async fn load(
 ) -> Result<SponsorPage, AppError> {
     let (org, me) = active_membership(state, slug, user_id).await?;
     let (o, m, uid) = (org.clone(), mid.to_owned(), user_id.to_owned());
-    let (guest_m, guest) = with_conn(&state.pool, move |c| {
+    let (guest_m, guest) = with_conn(state, move |c| {
         let gm = lifecycle::find(c, &o.id, &m).map_err(|_| AppError::NotFound)?;
         // The person the reminder went to: the sponsor, else the inviter.
         let sponsor = gm.sponsor_id.as_deref().or(gm.invited_by.as_deref());
@@ -87,7 +87,7 @@ async fn extend(
     let (slug, id) = path.into_inner();
     let current = load(&state, ctx.clone(), &slug, &id, &user.0.id, false).await?;
     let (org, mid, a) = (current.org.clone(), current.membership_id.clone(), actor(&req, Some(&user.0)));
-    match with_conn(&state.pool, move |c| Ok(lifecycle::extend(c, &org, &mid, &a))).await? {
+    match with_conn(&state, move |c| Ok(lifecycle::extend(c, &org, &mid, &a))).await? {
         Ok(_) => ok(&load(&state, ctx, &slug, &id, &user.0.id, true).await?),
         Err(ServiceError::WrongState) => Err(AppError::BadRequest("no end date to extend".into())),
         Err(e) => Err(e.into()),

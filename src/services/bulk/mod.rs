@@ -186,21 +186,25 @@ pub struct CheckContext<'a> {
     pub groups: &'a [Group],
 }
 
+/// What a checked row asks for, as the invite form would.
+pub fn row_input(row: &BulkRow) -> InviteInput {
+    InviteInput {
+        email: row.email.clone(),
+        display_name: row.display_name.clone(),
+        message: row.message.clone(),
+        redirect_url: row.redirect_url.clone(),
+        user_type: crate::domain::UserType::Guest.as_str().into(),
+        send_email: row.send_email,
+        language: row.language.as_deref().and_then(Lang::parse),
+        group_ids: row.groups.split(',').filter(|g| !g.is_empty()).map(str::to_owned).collect(),
+        app_id: None,
+    }
+}
+
 impl CheckContext<'_> {
-    /// Checks one row with the rules of the invite form; `Ok` is the input to create from.
+    /// Checks one row with the rules of the invite form (for the preview).
     pub fn check(&self, row: &BulkRow) -> Result<invitations::ValidInvite, &'static str> {
-        let input = InviteInput {
-            email: row.email.clone(),
-            display_name: row.display_name.clone(),
-            message: row.message.clone(),
-            redirect_url: row.redirect_url.clone(),
-            user_type: "Guest".into(),
-            send_email: row.send_email,
-            language: row.language.as_deref().and_then(Lang::parse),
-            group_ids: row.groups.split(',').filter(|g| !g.is_empty()).map(str::to_owned).collect(),
-            app_id: None,
-        };
-        invitations::validate_with_origins(&input, self.org, self.public_url, self.app_origins)
+        invitations::validate_with_origins(&row_input(row), self.org, self.public_url, self.app_origins)
             .map_err(|e| e.0.first().map(|(_, key)| *key).unwrap_or("bulk.reason_invalid"))
     }
 

@@ -15,15 +15,15 @@ use diesel::prelude::*;
 use tokio::sync::{Notify, watch};
 use url::Url;
 
-use super::{CheckContext, REASON_EXISTING, jobs};
+use super::{REASON_EXISTING, jobs};
 use crate::db::models::{BulkJob, BulkRow, Organization};
 use crate::db::schema::{bulk_jobs, bulk_rows, organizations};
 use crate::db::{self, DbConnection, Pool};
 use crate::domain::Role;
 use crate::domain::{JobStatus, RowStatus};
 use crate::services::audit::{self, action};
-use crate::services::invitations::{self, MailContext};
-use crate::services::{Actor, ServiceError, accounts, orgs, policy};
+use crate::services::invitations::{self, Channel, InviteOptions, Inviter};
+use crate::services::{Actor, ServiceError, orgs, policy};
 
 /// A claimed job is the worker's for this long; every batch renews it.
 pub const LEASE: time::Duration = time::Duration::seconds(30);
@@ -115,7 +115,7 @@ fn fail_job(conn: &mut DbConnection, job_id: &str, owner: &str, reason: &str) ->
     Ok(())
 }
 
-/// Processes the next batch of a job this worker holds.
+/// Processes the next batch of a job this worker holds (the server's worker).
 pub fn run_batch(
     conn: &mut DbConnection,
     job_id: &str,
@@ -123,18 +123,28 @@ pub fn run_batch(
     public_url: &Url,
     batch: i64,
 ) -> Result<Step, ServiceError> {
+    run_batch_via(conn, job_id, owner, public_url, batch, Channel::Bulk)
+}
+
+/// Processes the next batch of a job, invitations coming through `channel` (bulk or CLI).
+fn run_batch_via(
+    conn: &mut DbConnection,
+    job_id: &str,
+    owner: &str,
+    public_url: &Url,
+    batch: i64,
+    channel: Channel,
+) -> Result<Step, ServiceError> {
     // Read-only preparation outside the write transaction.
     let Some(job) = bulk_jobs::table.find(job_id).select(BulkJob::as_select()).first(conn).optional()? else {
         return Ok(Step::LostLease);
     };
     let org: Organization = organizations::table.find(&job.org_id).select(Organization::as_select()).first(conn)?;
-    let inviter = accounts::find_by_id(conn, &job.created_by)?;
-    let membership = orgs::membership_of(conn, &org.id, &job.created_by)?;
-    let (Some(inviter), Some(membership)) = (inviter, membership) else {
+    let Some(membership) = orgs::membership_of(conn, &org.id, &job.created_by)? else {
         fail_job(conn, job_id, owner, "bulk.error_not_allowed")?;
         return Ok(Step::Finished);
     };
-    // The admin may have lost the right to invite since confirming.
+    // The admin may have lost the right to invite since confirming (each row checks again).
     if membership.role != Role::Admin
         || !crate::services::orgs::is_active(&membership)
         || !policy::may_invite(&org, &membership)
@@ -142,11 +152,9 @@ pub fn run_batch(
         fail_job(conn, job_id, owner, "bulk.error_not_allowed")?;
         return Ok(Step::Finished);
     }
-    let app_origins = crate::services::apps::origins(conn, &org.id)?;
-    let groups = crate::services::groups::list(conn, &org.id)?;
-    let check = CheckContext { org: &org, public_url, app_origins: &app_origins, groups: &groups };
-    let mail_ctx = MailContext { public_url, inviter: &inviter };
     let actor = Actor { user_id: Some(job.created_by.clone()), ip: None, request_id: None };
+    let inviter = Inviter { org: &org, membership: &membership, actor: &actor };
+    let opts = InviteOptions::default();
 
     db::write_tx(conn, |conn| {
         let now = db::now();
@@ -175,20 +183,19 @@ pub fn run_batch(
         }
         let (mut succeeded, mut existing, mut failed) = (0i64, 0i64, 0i64);
         for row in &rows {
-            let outcome = match check.check(row) {
-                // Checked again: the org's rules may have changed since the preview.
-                Err(key) => Err(key),
-                // A savepoint per row, so that a refused row leaves nothing behind.
-                Ok(valid) => match conn
-                    .transaction::<_, ServiceError, _>(|c| invitations::create(c, &org, &valid, &mail_ctx, &actor))
-                {
-                    Ok(created) => Ok(created),
-                    Err(ServiceError::Invalid(e)) => Err(e.0.first().map(|(_, k)| *k).unwrap_or("bulk.reason_invalid")),
-                    Err(ServiceError::WrongState | ServiceError::NotFound | ServiceError::Forbidden) => {
-                        Err("bulk.reason_refused")
-                    }
-                    Err(e) => return Err(e),
-                },
+            // The one invitation use case checks the row again (the org's rules may have changed
+            // since the preview), in a savepoint, so that a refused row leaves nothing behind.
+            let input = super::row_input(row);
+            let outcome = match invitations::invite(conn, public_url, inviter, channel, input, &opts) {
+                Ok(created) => Ok(created),
+                Err(ServiceError::Invalid(e)) => Err(e.0.first().map(|(_, k)| *k).unwrap_or("bulk.reason_invalid")),
+                Err(
+                    ServiceError::WrongState
+                    | ServiceError::NotFound
+                    | ServiceError::Forbidden
+                    | ServiceError::RateLimited(_),
+                ) => Err("bulk.reason_refused"),
+                Err(e) => return Err(e),
             };
             let (status, reason, invitation_id) = match outcome {
                 Ok(created) => {
@@ -251,11 +258,12 @@ pub fn run_job(
     job_id: &str,
     owner: &str,
     public_url: &Url,
+    channel: Channel,
     mut progress: impl FnMut(&Step) -> bool,
 ) -> Result<Step, ServiceError> {
     let mut errors = 0;
     loop {
-        match run_batch(conn, job_id, owner, public_url, BATCH) {
+        match run_batch_via(conn, job_id, owner, public_url, BATCH, channel) {
             Ok(step @ Step::Progress { .. }) => {
                 errors = 0;
                 if !progress(&step) {
@@ -296,7 +304,7 @@ pub async fn run(
             let Some(job) = claim_next(conn, &o)? else { return Ok(false) };
             tracing::info!(job = %job.id, rows = job.valid_rows, "bulk job started");
             // Stops between batches on shutdown; the lease then lets the next start resume.
-            let step = run_job(conn, &job.id, &o, &url, |_| {
+            let step = run_job(conn, &job.id, &o, &url, Channel::Bulk, |_| {
                 mail.notify_one();
                 !*stop.borrow()
             })?;

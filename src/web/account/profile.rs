@@ -74,7 +74,7 @@ async fn load_page(
     sid: Option<String>,
 ) -> Result<AccountPage, AppError> {
     let uid = user_id.to_owned();
-    let (user, mine) = with_conn(&state.pool, move |c| {
+    let (user, mine) = with_conn(state, move |c| {
         let user = accounts::find_by_id(c, &uid)?.ok_or(AppError::NotFound)?;
         let mine = sessions::list_for_user(c, &uid, sid.as_deref())?;
         Ok((user, mine))
@@ -162,7 +162,7 @@ async fn save_profile(
     };
     let act = actor(&req, Some(&signed_in.0));
     let (uid, lang) = (signed_in.0.id.clone(), valid.language);
-    let user = with_conn(&state.pool, move |c| Ok(profile::update_profile(c, &uid, &valid, &act)?)).await?;
+    let user = with_conn(&state, move |c| Ok(profile::update_profile(c, &uid, &valid, &act)?)).await?;
     refresh_user(&session, &SessionUser { id: user.id, email: user.email, name: user.display_name })?;
     let mut res = see_other("/account?done=profile");
     res.add_cookie(&language_cookie(lang, state.settings.https())).ok();
@@ -210,8 +210,7 @@ async fn change_password(
         return Ok(res);
     }
     let uid = me.id.clone();
-    let account =
-        with_conn(&state.pool, move |c| Ok(accounts::find_by_id(c, &uid)?)).await?.ok_or(AppError::NotFound)?;
+    let account = with_conn(&state, move |c| Ok(accounts::find_by_id(c, &uid)?)).await?.ok_or(AppError::NotFound)?;
     // The notice goes out in the person's language, else the page's.
     let lang = account.language.as_deref().and_then(Lang::parse).unwrap_or(ctx.lang);
     let stored = account.password_hash;
@@ -238,7 +237,7 @@ async fn change_password(
     let keep_sid = ensure_sid(&session)?;
     let act = actor(&req, Some(&me));
     let (uid, public_url) = (me.id.clone(), state.settings.public_url.clone());
-    let result = with_conn(&state.pool, move |c| {
+    let result = with_conn(&state, move |c| {
         let change = PasswordChange {
             user_id: &uid,
             verified_hash: &verified_hash,
@@ -251,10 +250,7 @@ async fn change_password(
     })
     .await?;
     match result {
-        Ok(_) => {
-            state.wake_mail();
-            Ok(see_other("/account?done=password"))
-        }
+        Ok(_) => Ok(see_other("/account?done=password")),
         Err(ServiceError::Invalid(errors)) => refuse(StatusCode::UNPROCESSABLE_ENTITY, errors).await,
         Err(e) => Err(e.into()),
     }
@@ -271,6 +267,6 @@ async fn end_other_sessions(
     let keep_sid = ensure_sid(&session)?;
     let act = actor(&req, Some(&signed_in.0));
     let uid = signed_in.0.id.clone();
-    with_conn(&state.pool, move |c| Ok(sessions::sign_out_elsewhere(c, &uid, &keep_sid, &act)?)).await?;
+    with_conn(&state, move |c| Ok(sessions::sign_out_elsewhere(c, &uid, &keep_sid, &act)?)).await?;
     Ok(see_other("/account?done=sessions"))
 }

@@ -61,7 +61,7 @@ struct NoticeQuery {
 
 async fn rows(state: &web::Data<AppState>, ctx: &Ctx, org_id: &str) -> Result<Vec<KeyRow>, AppError> {
     let org_id = org_id.to_owned();
-    let keys = with_conn(&state.pool, move |c| Ok(api_keys::list(c, &org_id)?)).await?;
+    let keys = with_conn(state, move |c| Ok(api_keys::list(c, &org_id)?)).await?;
     let now = crate::db::now();
     Ok(keys
         .into_iter()
@@ -142,7 +142,7 @@ async fn create(
         Err(key) => Err(ServiceError::field("expires", key)),
         Ok(expires) => {
             let (o, name, uid, act) = (org.clone(), form.name.clone(), user.0.id.clone(), actor(&req, Some(&user.0)));
-            with_conn(&state.pool, move |c| Ok(api_keys::create(c, &o, &name, &uid, expires, &act))).await?
+            with_conn(&state, move |c| Ok(api_keys::create(c, &o, &name, &uid, expires, &act))).await?
         }
     };
     match result {
@@ -187,7 +187,7 @@ async fn revoke(
     let (slug, id) = path.into_inner();
     let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
     let (org_id, act) = (org.id.clone(), actor(&req, Some(&user.0)));
-    with_conn(&state.pool, move |c| Ok(api_keys::revoke(c, &org_id, &id, &act)?)).await?;
+    with_conn(&state, move |c| Ok(api_keys::revoke(c, &org_id, &id, &act)?)).await?;
     Ok(see_other(&format!("/o/{}/admin/api-keys?done=revoked", org.slug)))
 }
 

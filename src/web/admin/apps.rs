@@ -139,7 +139,7 @@ struct AppData {
 
 async fn load_app(state: &web::Data<AppState>, org_id: &str, app_id: &str) -> Result<AppData, AppError> {
     let (org_id, app_id) = (org_id.to_owned(), app_id.to_owned());
-    with_conn(&state.pool, move |c| {
+    with_conn(state, move |c| {
         let app = apps::find(c, &org_id, &app_id)?.ok_or(AppError::NotFound)?;
         let assignments = apps::assignments(c, &org_id, &app_id)?
             .into_iter()
@@ -185,7 +185,7 @@ async fn list(
 ) -> Result<HttpResponse, AppError> {
     let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
     let org_id = org.id.clone();
-    let all = with_conn(&state.pool, move |c| Ok(apps::list(c, &org_id)?)).await?;
+    let all = with_conn(&state, move |c| Ok(apps::list(c, &org_id)?)).await?;
     let tiles = all.iter().map(|a| AppTile::new(&org.slug, a)).collect();
     ok(&ListPage { ctx, org, section: "apps", tiles, notice: notice_key(q.done.as_deref()) })
 }
@@ -219,7 +219,7 @@ async fn create(
         Err(errors) => return invalid(&NewPage { ctx, org, section: "apps", form, errors: Errors(errors) }),
     };
     let (act, org_id) = (actor(&req, Some(&user.0)), org.id.clone());
-    let app = with_conn(&state.pool, move |c| Ok(apps::create(c, &org_id, &valid, &act)?)).await?;
+    let app = with_conn(&state, move |c| Ok(apps::create(c, &org_id, &valid, &act)?)).await?;
     Ok(see_other(&format!("/o/{}/admin/apps/{}?done=created", org.slug, app.id)))
 }
 
@@ -259,7 +259,7 @@ async fn update(
         Err(errors) => return invalid(&detail_page(ctx, org, data, Some((form, Errors(errors))))),
     };
     let (act, org_id) = (actor(&req, Some(&user.0)), org.id.clone());
-    with_conn(&state.pool, move |c| Ok(apps::update(c, &org_id, &id, &valid, &act)?)).await?;
+    with_conn(&state, move |c| Ok(apps::update(c, &org_id, &id, &valid, &act)?)).await?;
     Ok(see_other(&format!("/o/{}/admin/apps/{}?done=saved", org.slug, data.app.id)))
 }
 
@@ -274,7 +274,7 @@ async fn delete_page(
     let (slug, id) = path.into_inner();
     let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
     let org_id = org.id.clone();
-    let app = with_conn(&state.pool, move |c| apps::find(c, &org_id, &id)?.ok_or(AppError::NotFound)).await?;
+    let app = with_conn(&state, move |c| apps::find(c, &org_id, &id)?.ok_or(AppError::NotFound)).await?;
     ok(&DeletePage { tile: AppTile::new(&org.slug, &app), ctx, org, section: "apps" })
 }
 
@@ -289,7 +289,7 @@ async fn delete(
     let (slug, id) = path.into_inner();
     let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
     let (act, org_id) = (actor(&req, Some(&user.0)), org.id.clone());
-    with_conn(&state.pool, move |c| Ok(apps::delete(c, &org_id, &id, &act)?)).await?;
+    with_conn(&state, move |c| Ok(apps::delete(c, &org_id, &id, &act)?)).await?;
     Ok(see_other(&format!("/o/{}/admin/apps?done=deleted", org.slug)))
 }
 
@@ -313,7 +313,7 @@ async fn assign_person(
     let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
     let email = form.into_inner().email;
     let (act, org_id, aid, typed) = (actor(&req, Some(&user.0)), org.id.clone(), id.clone(), email.clone());
-    match with_conn(&state.pool, move |c| Ok(apps::assign_by_email(c, &org_id, &aid, &typed, &act))).await? {
+    match with_conn(&state, move |c| Ok(apps::assign_by_email(c, &org_id, &aid, &typed, &act))).await? {
         Ok(()) => Ok(see_other(&format!("/o/{}/admin/apps/{id}?done=assigned", org.slug))),
         Err(ServiceError::Invalid(errors)) => {
             let data = load_app(&state, &org.id, &id).await?;
@@ -346,7 +346,7 @@ async fn assign_group(
     let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
     let group_id = form.into_inner().group_id;
     let (act, org_id, aid) = (actor(&req, Some(&user.0)), org.id.clone(), id.clone());
-    match with_conn(&state.pool, move |c| Ok(apps::assign_group(c, &org_id, &aid, &group_id, &act))).await? {
+    match with_conn(&state, move |c| Ok(apps::assign_group(c, &org_id, &aid, &group_id, &act))).await? {
         Ok(()) => Ok(see_other(&format!("/o/{}/admin/apps/{id}?done=assigned", org.slug))),
         Err(ServiceError::Invalid(errors)) => {
             let data = load_app(&state, &org.id, &id).await?;
@@ -369,6 +369,6 @@ async fn unassign(
     let (slug, id, assignment) = path.into_inner();
     let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
     let (act, org_id, aid) = (actor(&req, Some(&user.0)), org.id.clone(), id.clone());
-    with_conn(&state.pool, move |c| Ok(apps::unassign(c, &org_id, &aid, &assignment, &act)?)).await?;
+    with_conn(&state, move |c| Ok(apps::unassign(c, &org_id, &aid, &assignment, &act)?)).await?;
     Ok(see_other(&format!("/o/{}/admin/apps/{id}?done=unassigned", org.slug)))
 }

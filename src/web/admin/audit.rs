@@ -216,7 +216,7 @@ async fn list(
     let has_prev = after.is_some();
     let org_id = org.id.clone();
     let found =
-        with_conn(&state.pool, move |c| Ok(audit_log::page(c, &org_id, &filter, after.as_ref(), PAGE_SIZE)?)).await?;
+        with_conn(&state, move |c| Ok(audit_log::page(c, &org_id, &filter, after.as_ref(), PAGE_SIZE)?)).await?;
     let tr = ctx.tr;
     let mut p = page(ctx, org, form, Errors::default());
     p.rows = found.rows.into_iter().map(|r| view(&tr, r)).collect();
@@ -295,10 +295,10 @@ async fn export(
         Ok(f) => f,
         Err(errors) => return invalid(&page(ctx, org, form, Errors(errors))),
     };
-    let pool = state.pool.clone();
+    let st = state.clone();
     let org_id = org.id.clone();
     let body = stream::try_unfold(Export::Start, move |at| {
-        let (pool, org_id, filter) = (pool.clone(), org_id.clone(), filter.clone());
+        let (st, org_id, filter) = (st.clone(), org_id.clone(), filter.clone());
         async move {
             let (header, after) = match at {
                 Export::Done => return Ok::<_, AppError>(None),
@@ -306,7 +306,7 @@ async fn export(
                 Export::After(t, id) => (false, Some((t, id))),
             };
             let batch =
-                with_conn(&pool, move |c| Ok(audit_log::page(c, &org_id, &filter, after.as_ref(), EXPORT_BATCH)?))
+                with_conn(&st, move |c| Ok(audit_log::page(c, &org_id, &filter, after.as_ref(), EXPORT_BATCH)?))
                     .await?;
             let mut chunk = csv_chunk(header, &batch.rows)?;
             if header {

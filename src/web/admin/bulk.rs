@@ -118,7 +118,7 @@ async fn index_page(
     errors: Errors,
 ) -> Result<IndexPage, AppError> {
     let org_id = org.id.clone();
-    let list = with_conn(&state.pool, move |c| Ok(jobs::recent(c, &org_id, 20)?)).await?;
+    let list = with_conn(state, move |c| Ok(jobs::recent(c, &org_id, 20)?)).await?;
     let jobs = list.into_iter().map(|j| JobView::new(&ctx.tr, j)).collect();
     Ok(IndexPage {
         ctx,
@@ -179,13 +179,13 @@ async fn upload_file(
         return invalid(&page);
     };
     let (o, public_url) = (org.clone(), state.settings.public_url.clone());
-    let checked = with_conn(&state.pool, move |c| Ok(bulk::check_file(c, &o, &public_url, &bytes)?)).await?;
+    let checked = with_conn(&state, move |c| Ok(bulk::check_file(c, &o, &public_url, &bytes)?)).await?;
     let rows = match checked {
         Ok(rows) => rows,
         Err(key) => return invalid(&index_page(&state, ctx, org, Errors(refuse(key))).await?),
     };
     let (act, org_id, uid) = (actor(&req, Some(&user.0)), org.id.clone(), user.0.id.clone());
-    let job = with_conn(&state.pool, move |c| Ok(jobs::create_preview(c, &org_id, &uid, "", rows, &act)?)).await?;
+    let job = with_conn(&state, move |c| Ok(jobs::create_preview(c, &org_id, &uid, "", rows, &act)?)).await?;
     Ok(see_other(&format!("/o/{}/admin/bulk/{}", org.slug, job.id)))
 }
 
@@ -200,7 +200,7 @@ async fn job_page(
     let (slug, job_id) = path.into_inner();
     let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
     let org_id = org.id.clone();
-    let (job, rows) = with_conn(&state.pool, move |c| {
+    let (job, rows) = with_conn(&state, move |c| {
         let job = jobs::find(c, &org_id, &job_id)?.ok_or(AppError::NotFound)?;
         let rows = jobs::problems(c, &job.id, PROBLEMS_SHOWN + 1)?;
         Ok((job, rows))
@@ -242,7 +242,7 @@ async fn start(
         return Err(AppError::Forbidden);
     }
     let (act, org_id, id) = (actor(&req, Some(&user.0)), org.id.clone(), job_id.clone());
-    with_conn(&state.pool, move |c| Ok(jobs::start(c, &org_id, &id, &act)?)).await?;
+    with_conn(&state, move |c| Ok(jobs::start(c, &org_id, &id, &act)?)).await?;
     state.bulk_wake.notify_one();
     Ok(see_other(&format!("/o/{}/admin/bulk/{}", org.slug, job_id)))
 }
@@ -257,7 +257,7 @@ async fn cancel(
     let (slug, job_id) = path.into_inner();
     let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
     let (org_id, id) = (org.id.clone(), job_id.clone());
-    with_conn(&state.pool, move |c| Ok(jobs::cancel(c, &org_id, &id)?)).await?;
+    with_conn(&state, move |c| Ok(jobs::cancel(c, &org_id, &id)?)).await?;
     Ok(see_other(&format!("/o/{}/admin/bulk/{}", org.slug, job_id)))
 }
 
@@ -289,14 +289,14 @@ async fn results(
     let (slug, job_id) = path.into_inner();
     let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
     let (org_id, id) = (org.id.clone(), job_id.clone());
-    let job = with_conn(&state.pool, move |c| jobs::find(c, &org_id, &id)?.ok_or(AppError::NotFound)).await?;
-    let (pool, tr) = (state.pool.clone(), ctx.tr);
+    let job = with_conn(&state, move |c| jobs::find(c, &org_id, &id)?.ok_or(AppError::NotFound)).await?;
+    let (st, tr) = (state.clone(), ctx.tr);
     // (header written?, last line sent), None when finished.
     let body = stream::try_unfold(Some((false, 0i64)), move |at| {
-        let (pool, job_id) = (pool.clone(), job.id.clone());
+        let (st, job_id) = (st.clone(), job.id.clone());
         async move {
             let Some((header_done, after)) = at else { return Ok::<_, AppError>(None) };
-            let rows = with_conn(&pool, move |c| Ok(jobs::rows_after(c, &job_id, after, RESULTS_BATCH)?)).await?;
+            let rows = with_conn(&st, move |c| Ok(jobs::rows_after(c, &job_id, after, RESULTS_BATCH)?)).await?;
             let mut chunk = results_chunk(&tr, !header_done, &rows)?;
             if !header_done {
                 chunk = Bytes::from([b"\xEF\xBB\xBF".as_slice(), &chunk].concat());

@@ -138,7 +138,7 @@ fn notice_key(done: Option<&str>) -> Option<&'static str> {
 
 async fn list_rows(state: &web::Data<AppState>, org_id: &str) -> Result<Vec<GroupRow>, AppError> {
     let org_id = org_id.to_owned();
-    with_conn(&state.pool, move |c| {
+    with_conn(state, move |c| {
         let counts = groups::member_counts(c, &org_id)?;
         Ok(groups::list(c, &org_id)?
             .into_iter()
@@ -160,7 +160,7 @@ async fn load_group(
     group_id: &str,
 ) -> Result<(Group, Vec<PersonRow>), AppError> {
     let (org_id, group_id) = (org_id.to_owned(), group_id.to_owned());
-    with_conn(&state.pool, move |c| {
+    with_conn(state, move |c| {
         let group = groups::find(c, &org_id, &group_id)?.ok_or(AppError::NotFound)?;
         let people = groups::members(c, &org_id, &group_id)?.into_iter().map(PersonRow::from).collect();
         Ok((group, people))
@@ -196,7 +196,7 @@ async fn create(
     let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
     let form = form.into_inner();
     let (input, act, org_id) = (form.input(), actor(&req, Some(&user.0)), org.id.clone());
-    match with_conn(&state.pool, move |c| Ok(groups::create(c, &org_id, &input, &act))).await? {
+    match with_conn(&state, move |c| Ok(groups::create(c, &org_id, &input, &act))).await? {
         Ok(g) => Ok(see_other(&format!("/o/{}/admin/groups/{}?done=created", org.slug, g.id))),
         Err(ServiceError::Invalid(errors)) => {
             let rows = list_rows(&state, &org.id).await?;
@@ -247,7 +247,7 @@ async fn rename_group(
     let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
     let form = form.into_inner();
     let (input, act, org_id, gid) = (form.input(), actor(&req, Some(&user.0)), org.id.clone(), id.clone());
-    match with_conn(&state.pool, move |c| Ok(groups::rename(c, &org_id, &gid, &input, &act))).await? {
+    match with_conn(&state, move |c| Ok(groups::rename(c, &org_id, &gid, &input, &act))).await? {
         Ok(_) => Ok(see_other(&format!("/o/{}/admin/groups/{id}?done=renamed", org.slug))),
         Err(ServiceError::Invalid(errors)) => {
             let (group, people) = load_group(&state, &org.id, &id).await?;
@@ -293,7 +293,7 @@ async fn delete(
     let (slug, id) = path.into_inner();
     let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
     let (act, org_id) = (actor(&req, Some(&user.0)), org.id.clone());
-    with_conn(&state.pool, move |c| Ok(groups::delete(c, &org_id, &id, &act)?)).await?;
+    with_conn(&state, move |c| Ok(groups::delete(c, &org_id, &id, &act)?)).await?;
     Ok(see_other(&format!("/o/{}/admin/groups?done=deleted", org.slug)))
 }
 
@@ -312,7 +312,7 @@ async fn add_member(
     let form = form.into_inner();
     let (email, owner) = (form.email.clone(), form.role == "owner");
     let (act, org_id, gid) = (actor(&req, Some(&user.0)), org.id.clone(), id.clone());
-    match with_conn(&state.pool, move |c| Ok(groups::add_person(c, &org_id, &gid, &email, owner, &act))).await? {
+    match with_conn(&state, move |c| Ok(groups::add_person(c, &org_id, &gid, &email, owner, &act))).await? {
         Ok(()) => Ok(see_other(&format!("/o/{}/admin/groups/{id}?done=added", org.slug))),
         Err(ServiceError::Invalid(errors)) => {
             let (group, people) = load_group(&state, &org.id, &id).await?;
@@ -345,7 +345,7 @@ async fn remove_member(
     let (slug, id, membership) = path.into_inner();
     let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
     let (act, org_id, gid) = (actor(&req, Some(&user.0)), org.id.clone(), id.clone());
-    with_conn(&state.pool, move |c| Ok(groups::remove_member(c, &org_id, &gid, &membership, &act)?)).await?;
+    with_conn(&state, move |c| Ok(groups::remove_member(c, &org_id, &gid, &membership, &act)?)).await?;
     Ok(see_other(&format!("/o/{}/admin/groups/{id}?done=removed", org.slug)))
 }
 
@@ -369,6 +369,6 @@ async fn set_owner(
     let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
     let owner = form.owner == "true";
     let (act, org_id, gid) = (actor(&req, Some(&user.0)), org.id.clone(), id.clone());
-    with_conn(&state.pool, move |c| Ok(groups::set_owner(c, &org_id, &gid, &membership, owner, &act)?)).await?;
+    with_conn(&state, move |c| Ok(groups::set_owner(c, &org_id, &gid, &membership, owner, &act)?)).await?;
     Ok(see_other(&format!("/o/{}/admin/groups/{id}?done=owner", org.slug)))
 }

@@ -8,7 +8,7 @@ use super::require_admin;
 use crate::auth::SignedIn;
 use crate::db::models::Organization;
 use crate::error::AppError;
-use crate::services::invitations::Targets;
+use crate::services::invitations::{Channel, Targets};
 use crate::services::{FieldErrors, policy};
 use crate::state::AppState;
 use crate::web::inviting::{InviteForm, Refusal, load_targets, submit};
@@ -78,7 +78,7 @@ async fn invite(
     let (org, membership) = require_admin(&state, &slug, &user.0.id).await?;
     let form = InviteForm::from_pairs(pairs.into_inner())?;
     let act = actor(&req, Some(&user.0));
-    let outcome = submit(&state, &org, &membership, &user.0, &form, act, false).await?;
+    let outcome = submit(&state, &org, &membership, &form, act, Channel::Console).await?;
     let page = |status: StatusCode, errors: FieldErrors, notice: Option<&'static str>, targets: Targets| {
         render(
             status,

@@ -139,7 +139,7 @@ where
     let (org, _) = require_admin(state, &slug, &user.0.id).await?;
     let a = actor(req, Some(&user.0));
     let (o, mid) = (org.clone(), id.clone());
-    match with_conn(&state.pool, move |c| Ok(f(c, &o, &mid, &a))).await? {
+    match with_conn(state, move |c| Ok(f(c, &o, &mid, &a))).await? {
         Ok(()) => Ok(see_other(&format!("/o/{}/admin/users/{id}?done={done}", org.slug))),
         Err(ServiceError::Invalid(errors)) => {
             show_detail(state, ctx, org, &user.0.id, id, None, errors, form, StatusCode::UNPROCESSABLE_ENTITY).await
@@ -169,7 +169,8 @@ async fn reset(
     let email = form.into_inner().email;
     let keep = LifecycleForm { reset_email: email.clone(), ..Default::default() };
     let (uid, public_url) = (user.0.id.clone(), state.settings.public_url.clone());
-    let result = act(&req, &state, ctx, &user, path, "reset", keep, move |c, o, m, a| {
+
+    act(&req, &state, ctx, &user, path, "reset", keep, move |c, o, m, a| {
         let inviter = accounts::find_by_id(c, &uid)?.ok_or(ServiceError::NotFound)?;
         lifecycle::reset_redemption(
             c,
@@ -182,9 +183,7 @@ async fn reset(
         )
         .map(|_| ())
     })
-    .await;
-    state.wake_mail();
-    result
+    .await
 }
 
 #[derive(Deserialize)]

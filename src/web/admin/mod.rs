@@ -42,7 +42,7 @@ pub async fn require_admin(
     user_id: &str,
 ) -> Result<(Organization, Membership), AppError> {
     let (slug, uid) = (slug.to_owned(), user_id.to_owned());
-    with_conn(&state.pool, move |c| {
+    with_conn(state, move |c| {
         let org = orgs::find_by_slug(c, &slug)?.ok_or(AppError::NotFound)?;
         let m = orgs::membership_of(c, &org.id, &uid)?
             .filter(|m| orgs::is_active(m) && m.role == Role::Admin)

@@ -118,7 +118,7 @@ async fn save_settings(
     };
     let act = actor(&req, Some(&user.0));
     let o = org.clone();
-    let result = with_conn(&state.pool, move |c| Ok(orgs::update_settings(c, &o, &input, &act))).await?;
+    let result = with_conn(&state, move |c| Ok(orgs::update_settings(c, &o, &input, &act))).await?;
     match result {
         Ok(updated) => Ok(see_other(&format!("/o/{}/admin/settings?saved=1", updated.slug))),
         Err(ServiceError::Invalid(errors)) => invalid(&SettingsPage {

@@ -10,7 +10,7 @@ use crate::auth::SignedIn;
 use crate::db::models::Organization;
 use crate::domain::{InvitationStatus, MembershipState, Role};
 use crate::error::AppError;
-use crate::services::invitations::{self, MailContext};
+use crate::services::invitations::{self, Inviter};
 use crate::services::users::{self, UserFilter};
 use crate::services::{FieldErrors, ServiceError, accounts};
 use crate::state::AppState;
@@ -40,7 +40,7 @@ async fn console_home(
 ) -> Result<HttpResponse, AppError> {
     let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
     let id = org.id.clone();
-    let (members, guests, pending) = with_conn(&state.pool, move |c| Ok(counts(c, &id)?)).await?;
+    let (members, guests, pending) = with_conn(&state, move |c| Ok(counts(c, &id)?)).await?;
     ok(&HomePage { ctx, org, section: "home", members, guests, pending })
 }
 
@@ -120,7 +120,7 @@ async fn list(
     };
     let has_prev = filter.after.is_some();
     let org_id = org.id.clone();
-    let page = with_conn(&state.pool, move |c| Ok(users::list(c, &org_id, &filter)?)).await?;
+    let page = with_conn(&state, move |c| Ok(users::list(c, &org_id, &filter)?)).await?;
     let tr = ctx.tr;
     let rows = page
         .rows
@@ -278,7 +278,7 @@ pub async fn show_detail(
     status: StatusCode,
 ) -> Result<HttpResponse, AppError> {
     let org_id = org.id.clone();
-    let (d, sponsor) = with_conn(&state.pool, move |c| {
+    let (d, sponsor) = with_conn(state, move |c| {
         let d = users::detail(c, &org_id, &id)?.ok_or(AppError::NotFound)?;
         let sponsor = match &d.membership.sponsor_id {
             Some(sid) => accounts::find_by_id(c, sid)?,
@@ -362,7 +362,7 @@ async fn membership_of_invitation(
     invitation_id: &str,
 ) -> Result<String, AppError> {
     let (o, i) = (org_id.to_owned(), invitation_id.to_owned());
-    with_conn(&state.pool, move |c| {
+    with_conn(state, move |c| {
         invitations::find_in_org(c, &o, &i)?.map(|inv| inv.membership_id).ok_or(AppError::NotFound)
     })
     .await
@@ -377,24 +377,18 @@ async fn resend(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, AppError> {
     let (slug, id) = path.into_inner();
-    let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
+    let (org, membership) = require_admin(&state, &slug, &user.0.id).await?;
     let membership_id = membership_of_invitation(&state, &org.id, &id).await?;
-    if let Some(wait) = crate::web::inviting::over_limit(&state, &org, &user.0.id).await? {
-        return Err(AppError::TooManyRequests(wait));
-    }
     let act = actor(&req, Some(&user.0));
-    let (uid, public_url) = (user.0.id.clone(), state.settings.public_url.clone());
-    let o = org.clone();
-    let result = with_conn(&state.pool, move |c| {
-        let inviter = accounts::find_by_id(c, &uid)?.ok_or(AppError::NotFound)?;
-        Ok(invitations::resend(c, &o, &id, &MailContext { public_url: &public_url, inviter: &inviter }, &act))
+    let (public_url, limit) = (state.settings.public_url.clone(), state.settings.throttle_enabled);
+    let (o, m) = (org.clone(), membership.clone());
+    let result = with_conn(&state, move |c| {
+        let inviter = Inviter { org: &o, membership: &m, actor: &act };
+        Ok(invitations::resend_as(c, &public_url, inviter, &id, limit))
     })
     .await?;
     match result {
-        Ok(_) => {
-            state.wake_mail();
-            Ok(see_other(&format!("/o/{}/admin/users/{membership_id}?done=resent", org.slug)))
-        }
+        Ok(_) => Ok(see_other(&format!("/o/{}/admin/users/{membership_id}?done=resent", org.slug))),
         Err(ServiceError::WrongState) => Err(AppError::BadRequest("invitation is not pending".into())),
         Err(e) => Err(e.into()),
     }
@@ -412,7 +406,7 @@ async fn revoke(
     let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
     let act = actor(&req, Some(&user.0));
     let o = org.clone();
-    let result = with_conn(&state.pool, move |c| Ok(invitations::revoke(c, &o, &id, &act))).await?;
+    let result = with_conn(&state, move |c| Ok(invitations::revoke(c, &o, &id, &act))).await?;
     match result {
         Ok(()) => Ok(see_other(&format!("/o/{}/admin/users", org.slug))),
         Err(ServiceError::WrongState) => Err(AppError::BadRequest("invitation is not pending".into())),
@@ -432,6 +426,6 @@ async fn remove(
     let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
     let act = actor(&req, Some(&user.0));
     let o = org.clone();
-    with_conn(&state.pool, move |c| Ok(users::remove(c, &o, &id, &act)?)).await?;
+    with_conn(&state, move |c| Ok(users::remove(c, &o, &id, &act)?)).await?;
     Ok(see_other(&format!("/o/{}/admin/users", org.slug)))
 }

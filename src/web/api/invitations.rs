@@ -11,8 +11,8 @@ use super::{ApiError, Caller, authenticate, json, parse_object, read_body, refus
 use crate::db::models::{IdempotencyKey, Invitation};
 use crate::domain::{Email, InvitationStatus};
 use crate::i18n::Lang;
-use crate::services::invitations::{self, InviteInput, MailContext};
-use crate::services::{FieldErrors, ServiceError, accounts, api_keys, lifecycle, policy};
+use crate::services::invitations::{self, Channel, InviteInput, InviteOptions, Inviter};
+use crate::services::{FieldErrors, ServiceError, api_keys, policy};
 use crate::state::AppState;
 use crate::web::with_conn;
 
@@ -183,7 +183,7 @@ async fn create_replayable(
     let hash: String = Sha256::digest(&body).iter().map(|b| format!("{b:02x}")).collect();
     if let Some(k) = &idem {
         let (key_id, k2) = (caller.key.id.clone(), k.clone());
-        if let Some(first) = with_conn(&state.pool, move |c| Ok(api_keys::find_answer(c, &key_id, &k2)?)).await? {
+        if let Some(first) = with_conn(state, move |c| Ok(api_keys::find_answer(c, &key_id, &k2)?)).await? {
             if first.request_hash != hash {
                 return Err(ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
@@ -225,7 +225,7 @@ async fn create_replayable(
             response_body: value.to_string(),
             created_at: crate::db::now(),
         };
-        with_conn(&state.pool, move |c| Ok(api_keys::store_answer(c, &answer)?)).await?;
+        with_conn(state, move |c| Ok(api_keys::store_answer(c, &answer)?)).await?;
     }
     Ok(res)
 }
@@ -238,8 +238,8 @@ async fn create_invitation(
     body: &[u8],
 ) -> Result<Value, ApiError> {
     let r = parse_request(body)?;
-    if !policy::may_invite(&caller.org, &caller.member) {
-        return Err(ApiError::forbidden("The organization's collaboration policy does not allow invitations."));
+    if r.redirect_url.trim().is_empty() {
+        return Err(ApiError::bad_request("'inviteRedirectUrl' is required."));
     }
     let input = InviteInput {
         email: r.email.clone(),
@@ -252,66 +252,33 @@ async fn create_invitation(
         group_ids: Vec::new(),
         app_id: None,
     };
-    if r.redirect_url.trim().is_empty() {
-        return Err(ApiError::bad_request("'inviteRedirectUrl' is required."));
-    }
-    let org_id = caller.org.id.clone();
-    let app_origins = with_conn(&state.pool, move |c| Ok(crate::services::apps::origins(c, &org_id)?)).await?;
-    let valid = invitations::validate_with_origins(&input, &caller.org, &state.settings.public_url, &app_origins)
-        .map_err(|e| invalid(&e))?;
-    if state.settings.throttle_enabled {
-        let (org_id, uid, limit) = (caller.org.id.clone(), caller.key.created_by.clone(), caller.org.invites_per_hour);
-        let sent = with_conn(&state.pool, move |c| Ok(policy::invitations_last_hour(c, &org_id, &uid)?)).await?;
-        if sent >= limit {
+    let opts = InviteOptions {
+        rate_limit: state.settings.throttle_enabled,
+        resend_existing: true,
+        cc: r.cc.first().map(|c| (c.email_address.address.clone(), c.email_address.name.clone())),
+        reset_membership: r.invited_user_id.clone().filter(|_| r.reset),
+    };
+    let actor = caller.actor(req);
+    let (org, member, public_url) = (caller.org.clone(), caller.member.clone(), state.settings.public_url.clone());
+    let outcome = with_conn(state, move |c| {
+        let inviter = Inviter { org: &org, membership: &member, actor: &actor };
+        Ok(invitations::invite(c, &public_url, inviter, Channel::Api, input, &opts))
+    })
+    .await?;
+    let (inv, redeem_url) = match outcome {
+        Ok(created) => (created.invitation, created.redeem_url),
+        Err(ServiceError::Forbidden) if !policy::may_invite(&caller.org, &caller.member) => {
+            return Err(ApiError::forbidden("The organization's collaboration policy does not allow invitations."));
+        }
+        Err(ServiceError::Invalid(e)) => return Err(invalid(&e)),
+        Err(ServiceError::RateLimited(wait)) => {
             return Err(ApiError::too_many(
-                600,
+                wait,
                 "The key's inviter reached the organization's hourly invitation limit.",
             ));
         }
-    }
-    let actor = caller.actor(req);
-    let (org, creator, public_url) =
-        (caller.org.clone(), caller.key.created_by.clone(), state.settings.public_url.clone());
-    let reset_target = r.invited_user_id.clone().filter(|_| r.reset);
-    let cc = r.cc.first().map(|c| (c.email_address.address.clone(), c.email_address.name.clone()));
-    let outcome = with_conn(&state.pool, move |c| {
-        let inviter = accounts::find_by_id(c, &creator)?.ok_or(crate::error::AppError::NotFound)?;
-        let ctx = MailContext { public_url: &public_url, inviter: &inviter };
-        // One write transaction for the invitation, its mail, a resend and the CC copy
-        // (the services' own transactions nest inside it).
-        Ok(crate::db::write_tx(c, |c| match reset_target {
-            Some(mid) => {
-                let landing = lifecycle::ResetLanding {
-                    redirect_url: valid.redirect_url.clone(),
-                    message: valid.message.clone(),
-                };
-                lifecycle::reset_redemption(c, &org, &mid, valid.email.as_str(), landing, &ctx, &actor)
-                    .map(|inv| (inv, None))
-            }
-            None => invitations::create(c, &org, &valid, &ctx, &actor).and_then(|created| {
-                let inv = if created.existing && valid.send_email {
-                    // Asked to send again: resend rotates the link and mails it.
-                    invitations::resend(c, &org, &created.invitation.id, &ctx, &actor)?
-                } else {
-                    created.invitation
-                };
-                if let Some((address, name)) = &cc
-                    && valid.send_email
-                    && !created.existing
-                {
-                    let lang = invitations::email_language(&inv, &inviter, &org);
-                    let mail = crate::mail::invitation_cc::copy(&org, &inv, &inviter, address, name.as_deref(), lang)?;
-                    crate::mail::enqueue(c, mail, &public_url)?;
-                }
-                Ok((inv, created.redeem_url))
-            }),
-        }))
-    })
-    .await?;
-    let (inv, redeem_url) = outcome.map_err(service_error)?;
-    if inv.send_email {
-        state.wake_mail();
-    }
+        Err(e) => return Err(service_error(e)),
+    };
     Ok(invitation_json(&inv, redeem_url.as_deref(), r.language.as_deref(), &r.cc))
 }
 
@@ -320,7 +287,7 @@ pub async fn get(req: HttpRequest, state: web::Data<AppState>, id: web::Path<Str
     let result = async {
         let caller = authenticate(&req, &state).await?;
         let (org_id, id) = (caller.org.id.clone(), id.into_inner());
-        let inv = with_conn(&state.pool, move |c| Ok(invitations::find_in_org(c, &org_id, &id)?))
+        let inv = with_conn(&state, move |c| Ok(invitations::find_in_org(c, &org_id, &id)?))
             .await?
             .ok_or_else(ApiError::not_found)?;
         Ok(json(StatusCode::OK, &invitation_json(&inv, None, None, &[])))

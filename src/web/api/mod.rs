@@ -200,7 +200,7 @@ pub async fn authenticate(req: &HttpRequest, state: &web::Data<AppState>) -> Res
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, key)| key.trim().to_owned())
         .ok_or_else(ApiError::unauthorized)?;
-    let found = with_conn(&state.pool, move |c| Ok(api_keys::authenticate(c, &presented)?)).await?;
+    let found = with_conn(state, move |c| Ok(api_keys::authenticate(c, &presented)?)).await?;
     let (key, org, member) = found.ok_or_else(ApiError::unauthorized)?;
     if state.settings.throttle_enabled {
         let limit = request_limit();

@@ -106,7 +106,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
         };
         let org_id = caller.org.id.clone();
         let (rows, more) =
-            with_conn(&state.pool, move |c| Ok(directory::page(c, &org_id, &filter, after.as_deref(), top)?)).await?;
+            with_conn(&state, move |c| Ok(directory::page(c, &org_id, &filter, after.as_deref(), top)?)).await?;
         let mut body = serde_json::json!({
             "value": rows.iter().map(|(m, u)| user_json(m, u)).collect::<Vec<_>>(),
         });
@@ -131,9 +131,8 @@ pub async fn get(req: HttpRequest, state: web::Data<AppState>, id: web::Path<Str
     let result = async {
         let caller = authenticate(&req, &state).await?;
         let (org_id, id) = (caller.org.id.clone(), id.into_inner());
-        let (m, u) = with_conn(&state.pool, move |c| Ok(directory::find(c, &org_id, &id)?))
-            .await?
-            .ok_or_else(ApiError::not_found)?;
+        let (m, u) =
+            with_conn(&state, move |c| Ok(directory::find(c, &org_id, &id)?)).await?.ok_or_else(ApiError::not_found)?;
         Ok(json(StatusCode::OK, &user_json(&m, &u)))
     }
     .await;
@@ -145,7 +144,7 @@ pub async fn delete(req: HttpRequest, state: web::Data<AppState>, id: web::Path<
     let result = async {
         let caller = authenticate(&req, &state).await?;
         let (org, id, actor) = (caller.org.clone(), id.into_inner(), caller.actor(&req));
-        match with_conn(&state.pool, move |c| Ok(users::remove(c, &org, &id, &actor))).await? {
+        match with_conn(&state, move |c| Ok(users::remove(c, &org, &id, &actor))).await? {
             Ok(()) => Ok(HttpResponse::NoContent().finish()),
             Err(ServiceError::NotFound) => Err(ApiError::not_found()),
             Err(ServiceError::Forbidden) => Err(ApiError::forbidden("A key cannot remove the admin it acts for.")),
