@@ -112,3 +112,62 @@ async fn an_invitation_cannot_chain_into_an_open_redirect(app: TestApp) {
 }
 
 on_both_databases!(redirects_after_sign_in_stay_local, an_invitation_cannot_chain_into_an_open_redirect);
+
+/// A key of the acme org made by the service, acting as its first admin.
+fn api_key(app: &TestApp) -> String {
+    app.with_conn(|c| vestibule::services::api_keys::create_for_cli(c, "acme", "attack key", None).unwrap())
+}
+
+fn membership(app: &TestApp, mid: &str) -> (String, String, String) {
+    use vestibule::db::schema::{memberships, users};
+    app.with_conn(|c| {
+        memberships::table
+            .inner_join(users::table)
+            .filter(memberships::id.eq(mid))
+            .select((memberships::role, memberships::state, users::email))
+            .first(c)
+            .unwrap()
+    })
+}
+
+async fn reset_redemption_drops_the_role_and_spares_admins_from_keys(app: TestApp) {
+    use crate::policy::add_person;
+    let admin = app.admin().await;
+    let ada = add_person(&app, "acme", "ada@acme.test", "Member", "admin");
+    let gil = add_person(&app, "acme", "gil@partner.test", "Guest", "guest_inviter");
+    let key = api_key(&app);
+    let reset = |mid: &str, to: &str| {
+        reqwest::Client::new()
+            .post(format!("{}/api/v1.0/invitations", app.base))
+            .bearer_auth(&key)
+            .json(&serde_json::json!({
+                "invitedUserEmailAddress": to,
+                "inviteRedirectUrl": format!("{}/o/acme/apps", app.base),
+                "resetRedemption": true,
+                "invitedUser": {"id": mid},
+            }))
+            .send()
+    };
+    // A key cannot reset another admin's account: nothing changes, nothing is sent.
+    let res = reset(&ada, "attacker@evil.test").await.unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(membership(&app, &ada), ("admin".into(), "Accepted".into(), "ada@acme.test".into()));
+    // A non-admin with a role loses it on reset (the new address may be someone else).
+    let res = reset(&gil, "gil@newco.test").await.unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    assert_eq!(membership(&app, &gil), ("none".into(), "PendingAcceptance".into(), "gil@newco.test".into()));
+    // An admin of the console may reset an admin; the role is dropped there too.
+    let res = admin.post(&format!("/o/acme/admin/users/{ada}/reset"), &[("email", "ada@newco.test")]).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(membership(&app, &ada), ("none".into(), "PendingAcceptance".into(), "ada@newco.test".into()));
+    let link = crate::helpers::path_of(&app.smtp.wait_for("ada@newco.test").await.redeem_link());
+    let b = app.browser();
+    b.post(&format!("{link}/register"), &[("display_name", "Ada"), ("password", PASSWORD), ("confirm", PASSWORD)])
+        .await;
+    assert_eq!(location(&b.post(&format!("{link}/accept"), &[]).await), "/o/acme/apps");
+    assert_eq!(b.get("/o/acme/admin").await.status(), StatusCode::NOT_FOUND, "redeeming a reset gives no admin role");
+    app.wait_mail_settled().await;
+    assert_eq!(app.smtp.count_for("attacker@evil.test"), 0);
+}
+
+on_both_databases!(reset_redemption_drops_the_role_and_spares_admins_from_keys);

@@ -118,7 +118,9 @@ fn service_error(e: ServiceError) -> ApiError {
             ApiError::bad_request("'invitedUser.id': only a person who accepted an invitation can be reset.")
         }
         ServiceError::NotFound => ApiError::not_found(),
-        ServiceError::Forbidden => ApiError::forbidden("The key's creator cannot reset their own redemption."),
+        ServiceError::Forbidden => ApiError::forbidden(
+            "An API key cannot reset its creator's redemption nor an admin's; an admin can, from the console.",
+        ),
         other => crate::error::AppError::from(other).into(),
     }
 }
@@ -284,6 +286,7 @@ async fn create_invitation(
                 let landing = lifecycle::ResetLanding {
                     redirect_url: valid.redirect_url.clone(),
                     message: valid.message.clone(),
+                    by_api_key: true,
                 };
                 lifecycle::reset_redemption(c, &org, &mid, valid.email.as_str(), landing, &ctx, &actor)
                     .map(|inv| (inv, None))
