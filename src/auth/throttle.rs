@@ -40,6 +40,38 @@ impl Throttle {
         }
     }
 
+    /// Checks and counts one event for `key` under one lock: `Some(seconds to wait)` when
+    /// `key` is over its limit (nothing is counted), else `None` with the event counted. Unlike
+    /// [`check`](Self::check) then [`record`](Self::record), concurrent callers cannot all pass.
+    pub fn take(&self, key: &str) -> Option<u64> {
+        let now = Instant::now();
+        let mut map = self.events.lock().ok()?;
+        if map.len() > 100_000 {
+            let window = self.window;
+            map.retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) < window));
+        }
+        let q = map.entry(key.to_owned()).or_default();
+        while q.front().is_some_and(|t| now.duration_since(*t) >= self.window) {
+            q.pop_front();
+        }
+        if q.len() >= self.max {
+            let oldest = *q.front()?;
+            return Some(self.window.saturating_sub(now.duration_since(oldest)).as_secs().max(1));
+        }
+        q.push_back(now);
+        None
+    }
+
+    /// Takes back the latest event of `key` (an attempt counted by [`take`](Self::take) that
+    /// turned out not to be a failure).
+    pub fn give_back(&self, key: &str) {
+        if let Ok(mut map) = self.events.lock()
+            && let Some(q) = map.get_mut(key)
+        {
+            q.pop_back();
+        }
+    }
+
     /// Records one event (a failure, or a send) for `key`.
     pub fn record(&self, key: &str) {
         let now = Instant::now();
@@ -99,5 +131,23 @@ mod tests {
         assert_eq!(t.check("b"), None);
         std::thread::sleep(Duration::from_millis(60));
         assert_eq!(t.check("a"), None);
+    }
+
+    #[test]
+    fn take_counts_and_refuses_at_once_even_from_many_threads() {
+        let t = std::sync::Arc::new(Throttle::new(5, Duration::from_secs(60)));
+        let passed: usize = (0..40)
+            .map(|_| {
+                let t = t.clone();
+                std::thread::spawn(move || t.take("k").is_none())
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| usize::from(h.join().unwrap()))
+            .sum();
+        assert_eq!(passed, 5);
+        t.give_back("k");
+        assert_eq!(t.take("k"), None);
+        assert!(t.take("k").is_some());
     }
 }

@@ -81,20 +81,34 @@ fn throttle_keys(email: &str, ip: &Option<String>) -> (String, String) {
     (format!("acct:{}", email.trim().to_lowercase()), format!("ip:{}", ip.as_deref().unwrap_or("?")))
 }
 
-/// `Some(retry_after)` when sign-in for this address or client is paused.
+/// Takes one sign-in attempt for this address and client: `Some(retry_after)` when sign-in is
+/// paused for either (then nothing is counted). The attempt is counted before the password is
+/// checked (check and count under one lock), so that concurrent guesses cannot all get past
+/// the limit; it stays counted as a failure unless [`signin_succeeded`] gives it back.
 pub fn signin_paused(state: &AppState, email: &str, ip: &Option<String>) -> Option<u64> {
     if !state.settings.throttle_enabled {
         return None;
     }
     let (acct, addr) = throttle_keys(email, ip);
-    state.throttles.signin_account.check(&acct).or_else(|| state.throttles.signin_address.check(&addr))
+    if let Some(wait) = state.throttles.signin_account.take(&acct) {
+        return Some(wait);
+    }
+    let wait = state.throttles.signin_address.take(&addr);
+    if wait.is_some() {
+        state.throttles.signin_account.give_back(&acct);
+    }
+    wait
 }
 
-/// Counts a failed sign-in.
-pub fn signin_failed(state: &AppState, email: &str, ip: &Option<String>) {
+/// The attempt taken by [`signin_paused`] was right: the account's failures are forgotten and
+/// the client's attempt is given back.
+pub fn signin_succeeded(state: &AppState, email: &str, ip: &Option<String>) {
+    if !state.settings.throttle_enabled {
+        return;
+    }
     let (acct, addr) = throttle_keys(email, ip);
-    state.throttles.signin_account.record(&acct);
-    state.throttles.signin_address.record(&addr);
+    state.throttles.signin_account.clear(&acct);
+    state.throttles.signin_address.give_back(&addr);
 }
 
 /// Establishes the session of `user`, remembering their language. The session also gets a
@@ -146,7 +160,7 @@ async fn signin(
     let mut act = actor(&req, None);
     match check_password(&state, form.email.clone(), form.password.clone()).await? {
         PasswordCheck::Ok(user) => {
-            state.throttles.signin_account.clear(&throttle_keys(&form.email, &ip).0);
+            signin_succeeded(&state, &form.email, &ip);
             act.user_id = Some(user.id.clone());
             let uid = user.id.clone();
             with_conn(&state.pool, move |c| {
@@ -161,7 +175,6 @@ async fn signin(
             Ok(res)
         }
         PasswordCheck::Wrong => {
-            signin_failed(&state, &form.email, &ip);
             let masked = crate::domain::email::mask(&form.email.trim().to_lowercase());
             with_conn(&state.pool, move |c| {
                 Ok(audit::record(c, &act, None, action::SIGNIN_FAILED, None, Some(&masked))?)

@@ -69,8 +69,10 @@ pub async fn load_targets(
     with_conn(&state.pool, move |c| Ok(invitations::targets_for(c, &o, &m)?)).await
 }
 
-/// `Some(seconds to wait)` when `user_id` reached the org's invitations-per-hour limit
-/// (new invitations and resends both count).
+/// Takes one invitation (or resend) from `user_id`'s hourly allowance in the org;
+/// `Some(seconds to wait)` when the org's invitations-per-hour limit is reached. Taken
+/// atomically in the database ([`policy::take_invitation_allowance`]), so concurrent
+/// submissions never get past the limit.
 pub async fn over_limit(
     state: &web::Data<AppState>,
     org: &Organization,
@@ -79,9 +81,8 @@ pub async fn over_limit(
     if !state.settings.throttle_enabled {
         return Ok(None);
     }
-    let (org_id, uid, limit) = (org.id.clone(), user_id.to_owned(), org.invites_per_hour);
-    let sent = with_conn(&state.pool, move |c| Ok(policy::invitations_last_hour(c, &org_id, &uid)?)).await?;
-    Ok((sent >= limit).then_some(600))
+    let (o, uid) = (org.clone(), user_id.to_owned());
+    with_conn(&state.pool, move |c| Ok(policy::take_invitation_allowance(c, &o, &uid)?)).await
 }
 
 /// Why a submission did not create an invitation.

@@ -171,3 +171,78 @@ async fn reset_redemption_drops_the_role_and_spares_admins_from_keys(app: TestAp
 }
 
 on_both_databases!(reset_redemption_drops_the_role_and_spares_admins_from_keys);
+
+async fn concurrent_wrong_codes_get_five_guesses_in_all(app: TestApp) {
+    use vestibule::db::schema::invitations;
+    let admin = app.admin().await;
+    let link = crate::redeem::invite_disclosed(&app, &admin, "lee@partner.test").await;
+    let guest = app.browser();
+    guest.post(&format!("{link}/code/send"), &[]).await;
+    let mail = app.smtp.wait_for("lee@partner.test").await;
+    let code: String = mail.header("Subject").unwrap().chars().take(6).collect();
+    let wrong = if code == "111111" { "222222" } else { "111111" };
+    let token = guest.csrf().await;
+    let url = format!("{}{link}/code", app.base);
+    let tries = (0..60).map(|_| {
+        let (client, url, token) = (guest.client.clone(), url.clone(), token.clone());
+        async move {
+            let res = client.post(url).form(&[("code", wrong), ("csrf_token", token.as_str())]).send().await.unwrap();
+            (res.status(), res.text().await.unwrap())
+        }
+    });
+    let answers = futures_util::future::join_all(tries).await;
+    assert!(answers.iter().all(|(s, _)| *s == StatusCode::UNPROCESSABLE_ENTITY), "{:?}", answers.iter().map(|a| a.0));
+    let checked = answers.iter().filter(|(_, body)| body.contains("That code is not correct")).count();
+    assert_eq!(checked, 4, "four wrong guesses answered as such, the fifth kills the code");
+    let attempts: i64 = app.with_conn(|c| invitations::table.select(invitations::code_attempts).first(c).unwrap());
+    assert_eq!(attempts, 5);
+    // The right code no longer works.
+    let res = guest.post(&format!("{link}/code"), &[("code", &code)]).await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+on_both_databases!(concurrent_wrong_codes_get_five_guesses_in_all);
+
+async fn concurrent_invitations_never_pass_the_hourly_limit(app: TestApp) {
+    use vestibule::db::schema::invitations;
+    let admin = app.admin().await;
+    assert_eq!(admin.save_settings(&[("invites_per_hour", "3")]).await.status(), StatusCode::SEE_OTHER);
+    let token = admin.csrf().await;
+    let sends = (0..12).map(|i| {
+        let (client, url, token) = (admin.client.clone(), format!("{}/o/acme/admin/invite", app.base), token.clone());
+        async move {
+            let email = format!("g{i}@partner.test");
+            let fields = [("email", email.as_str()), ("send_email", "on"), ("csrf_token", token.as_str())];
+            client.post(url).form(&fields).send().await.unwrap().status()
+        }
+    });
+    let statuses = futures_util::future::join_all(sends).await;
+    let created = statuses.iter().filter(|s| **s == StatusCode::SEE_OTHER).count();
+    let refused = statuses.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count();
+    assert_eq!((created, refused), (3, 9), "{statuses:?}");
+    let n: i64 = app.with_conn(|c| invitations::table.count().get_result(c).unwrap());
+    assert_eq!(n, 3);
+    app.wait_mail_settled().await;
+    let mails =
+        app.smtp.all().iter().filter(|m| m.header("Subject").is_some_and(|s| s.contains("invited you"))).count();
+    assert_eq!(mails, 3);
+}
+
+async fn concurrent_wrong_passwords_get_five_tries(app: TestApp) {
+    app.create_org("Acme Corp", "acme", "admin@acme.test");
+    let b = app.browser();
+    let token = b.csrf().await;
+    let tries = (0..20).map(|_| {
+        let (client, url, token) = (b.client.clone(), format!("{}/signin", app.base), token.clone());
+        async move {
+            let fields = [("email", "admin@acme.test"), ("password", "wrong password guess"), ("csrf_token", &token)];
+            client.post(url).form(&fields).send().await.unwrap().status()
+        }
+    });
+    let statuses = futures_util::future::join_all(tries).await;
+    let checked = statuses.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count();
+    let paused = statuses.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count();
+    assert_eq!((checked, paused), (5, 15), "{statuses:?}");
+}
+
+on_both_databases!(concurrent_invitations_never_pass_the_hourly_limit, concurrent_wrong_passwords_get_five_tries);

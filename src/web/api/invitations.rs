@@ -262,11 +262,11 @@ async fn create_invitation(
     let valid = invitations::validate_with_origins(&input, &caller.org, &state.settings.public_url, &app_origins)
         .map_err(|e| invalid(&e))?;
     if state.settings.throttle_enabled {
-        let (org_id, uid, limit) = (caller.org.id.clone(), caller.key.created_by.clone(), caller.org.invites_per_hour);
-        let sent = with_conn(&state.pool, move |c| Ok(policy::invitations_last_hour(c, &org_id, &uid)?)).await?;
-        if sent >= limit {
+        let (org, uid) = (caller.org.clone(), caller.key.created_by.clone());
+        let over = with_conn(&state.pool, move |c| Ok(policy::take_invitation_allowance(c, &org, &uid)?)).await?;
+        if let Some(wait) = over {
             return Err(ApiError::too_many(
-                600,
+                wait,
                 "The key's inviter reached the organization's hourly invitation limit.",
             ));
         }
