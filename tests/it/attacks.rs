@@ -246,3 +246,58 @@ async fn concurrent_wrong_passwords_get_five_tries(app: TestApp) {
 }
 
 on_both_databases!(concurrent_invitations_never_pass_the_hourly_limit, concurrent_wrong_passwords_get_five_tries);
+
+async fn concurrent_requests_with_one_idempotency_key_act_once(app: TestApp) {
+    use vestibule::db::schema::{idempotency_keys, invitations};
+    let _admin = app.admin().await;
+    let key = api_key(&app);
+    let url = format!("{}/api/v1.0/invitations", app.base);
+    let body = |name: &str| {
+        serde_json::json!({
+            "invitedUserEmailAddress": "idem@partner.test",
+            "inviteRedirectUrl": format!("{}/o/acme/apps", app.base),
+            "invitedUserDisplayName": name,
+            "sendInvitationMessage": true,
+        })
+    };
+    let send = |b: serde_json::Value, idem: &'static str| {
+        let (client, url, key) = (reqwest::Client::new(), url.clone(), key.clone());
+        async move {
+            let res = client.post(url).bearer_auth(key).header("Idempotency-Key", idem).json(&b).send().await.unwrap();
+            let status = res.status();
+            (status, res.json::<serde_json::Value>().await.unwrap_or_default())
+        }
+    };
+    // Ten identical requests at once: one acts, the others replay its answer.
+    let answers = futures_util::future::join_all((0..10).map(|_| send(body("Pat"), "same-key"))).await;
+    assert!(answers.iter().all(|(s, _)| *s == StatusCode::CREATED), "{answers:?}");
+    let ids: std::collections::HashSet<String> =
+        answers.iter().map(|(_, v)| v["id"].as_str().unwrap_or_default().to_owned()).collect();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let n: i64 = app.with_conn(|c| invitations::table.count().get_result(c).unwrap());
+    assert_eq!(n, 1);
+    app.wait_mail_settled().await;
+    assert_eq!(app.smtp.count_for("idem@partner.test"), 1, "one email");
+    // The same key with another body, at once or later: 422, nothing more created.
+    let answers = futures_util::future::join_all(
+        (0..6).map(|i| send(body(if i % 2 == 0 { "Pat" } else { "Someone else" }), "same-key")),
+    )
+    .await;
+    for (i, (s, _)) in answers.iter().enumerate() {
+        let want = if i % 2 == 0 { StatusCode::CREATED } else { StatusCode::UNPROCESSABLE_ENTITY };
+        assert_eq!(*s, want, "{answers:?}");
+    }
+    let mixed =
+        futures_util::future::join_all((0..6).map(|i| send(body(if i % 2 == 0 { "Kim" } else { "Lou" }), "other-key")))
+            .await;
+    let ok = mixed.iter().filter(|(s, _)| *s == StatusCode::CREATED).count();
+    let refused = mixed.iter().filter(|(s, _)| *s == StatusCode::UNPROCESSABLE_ENTITY).count();
+    assert_eq!((ok, refused), (3, 3), "{mixed:?}");
+    assert!(mixed.iter().all(|(s, _)| !s.is_server_error()));
+    let n: i64 = app.with_conn(|c| invitations::table.count().get_result(c).unwrap());
+    assert_eq!(n, 1, "other-key found the pending invitation of the same address");
+    let stored: Vec<i64> = app.with_conn(|c| idempotency_keys::table.select(idempotency_keys::status).load(c).unwrap());
+    assert_eq!(stored, [201, 201], "both keys hold an answer, none is left in progress");
+}
+
+on_both_databases!(concurrent_requests_with_one_idempotency_key_act_once);
