@@ -301,3 +301,47 @@ async fn concurrent_requests_with_one_idempotency_key_act_once(app: TestApp) {
 }
 
 on_both_databases!(concurrent_requests_with_one_idempotency_key_act_once);
+
+async fn csrf_token_changes_with_the_identity(app: TestApp) {
+    use crate::helpers::extract_csrf;
+    let admin = app.admin().await;
+    let before = admin.csrf().await;
+    // Sign-out: the signed-in token dies with the session.
+    assert_eq!(admin.post("/signout", &[]).await.status(), StatusCode::SEE_OTHER);
+    let anonymous = admin.csrf().await;
+    assert_ne!(anonymous, before);
+    let res = admin.post_raw("/lang", &[("lang", "en"), ("csrf_token", &before)]).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN, "the old token is refused");
+    // Sign-in: the anonymous token (which a planted cookie could have fixed) is replaced.
+    admin.sign_in("admin@acme.test", PASSWORD).await;
+    let signed_in = extract_csrf(&admin.get_text("/account").await.1).unwrap();
+    assert_ne!(signed_in, anonymous);
+    let res = admin.post_raw("/lang", &[("lang", "en"), ("csrf_token", &anonymous)]).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let res = admin.post_raw("/lang", &[("lang", "en"), ("csrf_token", &signed_in)]).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    // Redemption renews the session: new token again.
+    let link = crate::redeem::invite_by_email(&app, &admin, "pat@partner.test").await;
+    let guest = app.browser();
+    guest
+        .post(&format!("{link}/register"), &[("display_name", "Pat"), ("password", PASSWORD), ("confirm", PASSWORD)])
+        .await;
+    let registered = guest.csrf().await;
+    assert_eq!(location(&guest.post(&format!("{link}/accept"), &[]).await), "/o/acme/apps");
+    let redeemed = guest.csrf().await;
+    assert_ne!(redeemed, registered);
+    let res = guest.post_raw("/lang", &[("lang", "en"), ("csrf_token", &registered)]).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hsts_only_when_the_public_url_is_https() {
+    use crate::helpers::{Db, Options};
+    let https = TestApp::start_with(Db::Sqlite, Options { https: true, ..Options::default() }).await.unwrap();
+    let res = https.browser().get("/signin").await;
+    assert_eq!(res.headers().get("strict-transport-security").unwrap(), "max-age=31536000");
+    let http = TestApp::start(Db::Sqlite).await.unwrap();
+    assert!(http.browser().get("/signin").await.headers().get("strict-transport-security").is_none());
+}
+
+on_both_databases!(csrf_token_changes_with_the_identity);
