@@ -76,6 +76,9 @@ pub async fn check_password(
     Ok(accounts::check_password(&state.pool, email, password).await?)
 }
 
+/// Longest email address (RFC 5321 path limit) read from a sign-in form.
+const MAX_EMAIL_BYTES: usize = 254;
+
 /// Keys of the sign-in throttles for an address and a client.
 fn throttle_keys(email: &str, ip: &Option<String>) -> (String, String) {
     (format!("acct:{}", email.trim().to_lowercase()), format!("ip:{}", ip.as_deref().unwrap_or("?")))
@@ -142,7 +145,9 @@ async fn signin(
     ctx: Ctx,
     form: web::Form<SigninForm>,
 ) -> Result<HttpResponse, AppError> {
-    let form = form.into_inner();
+    let mut form = form.into_inner();
+    // No address is longer (RFC 5321): a longer one is cut before it is checked, counted or audited.
+    form.email = crate::domain::clip(&form.email, MAX_EMAIL_BYTES).to_owned();
     let next = safe_next(form.next.as_deref());
     let ip = client_ip(&req);
     let page = |ctx: Ctx, problem: &'static str| SigninPage {

@@ -95,8 +95,10 @@ pub fn client_ip(req: &HttpRequest) -> Option<String> {
     if peer.is_loopback()
         && let Some(xff) = req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok())
         && let Some(last) = xff.split(',').map(str::trim).rfind(|s| !s.is_empty())
+        && let Ok(ip) = last.parse::<std::net::IpAddr>()
     {
-        return Some(last.to_owned());
+        // Only an address is believed: the header's text never reaches the audit or a throttle key.
+        return Some(ip.to_string());
     }
     Some(peer.to_string())
 }

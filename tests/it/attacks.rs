@@ -345,3 +345,42 @@ async fn hsts_only_when_the_public_url_is_https() {
 }
 
 on_both_databases!(csrf_token_changes_with_the_identity);
+
+async fn oversized_input_is_cut_before_it_is_stored_or_counted(app: TestApp) {
+    use vestibule::db::schema::audit_events;
+    app.create_org("Acme Corp", "acme", "admin@acme.test");
+    let b = app.browser();
+    let huge = format!("{}@{}.test", "a".repeat(125_000), "b".repeat(125_000));
+    for _ in 0..5 {
+        let res = b.post("/signin", &[("email", &huge), ("password", "whatever password")]).await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    // The five failures were counted against one (cut) address.
+    let res = b.post("/signin", &[("email", &huge), ("password", "whatever password")]).await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    // A forged X-Forwarded-For is not an address: it reaches neither the audit nor a key.
+    let res = b
+        .client
+        .post(format!("{}/signin", app.base))
+        .header("X-Forwarded-For", "x".repeat(6000))
+        .form(&[("email", "nobody@acme.test"), ("password", "whatever"), ("csrf_token", &b.csrf().await)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let rows: Vec<(Option<String>, Option<String>, Option<String>)> = app.with_conn(|c| {
+        audit_events::table
+            .filter(audit_events::action.eq("signin.failed"))
+            .select((audit_events::target, audit_events::detail, audit_events::client_ip))
+            .load(c)
+            .unwrap()
+    });
+    assert_eq!(rows.len(), 6);
+    for (target, detail, ip) in rows {
+        let size = target.map_or(0, |t| t.len()) + detail.map_or(0, |d| d.len());
+        assert!(size <= 300, "{size} bytes stored for one failed sign-in");
+        assert_eq!(ip.as_deref(), Some("127.0.0.1"));
+    }
+}
+
+on_both_databases!(oversized_input_is_cut_before_it_is_stored_or_counted);
