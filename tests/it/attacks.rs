@@ -384,3 +384,29 @@ async fn oversized_input_is_cut_before_it_is_stored_or_counted(app: TestApp) {
 }
 
 on_both_databases!(oversized_input_is_cut_before_it_is_stored_or_counted);
+
+async fn svg_icons_are_allow_listed_by_namespace(app: TestApp) {
+    use crate::groups_apps::post_multipart;
+    let admin = app.admin().await;
+    let refused: [&[u8]; 4] = [
+        br#"<svg xmlns="http://www.w3.org/2000/svg" xmlns:s="http://www.w3.org/2000/svg"><s:script>alert(1)</s:script></svg>"#,
+        br#"<svg xmlns="http://www.w3.org/2000/svg" xmlns:h="http://www.w3.org/1999/xhtml"><h:iframe src="https://evil.test"/></svg>"#,
+        br#"<svg xmlns="http://www.w3.org/2000/svg"><scr&#105;pt>alert(1)</scr&#105;pt></svg>"#,
+        br#"<svg xmlns="http://www.w3.org/2000/svg"><image href="https://evil.test/t.png"/></svg>"#,
+    ];
+    for svg in refused {
+        let res = post_multipart(
+            &admin,
+            "/o/acme/admin/apps",
+            &[("name", "Bad icon"), ("url", "https://bad.test"), ("description", "")],
+            Some(("evil.svg", "image/svg+xml", svg)),
+        )
+        .await;
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{}", String::from_utf8_lossy(svg));
+        assert!(res.text().await.unwrap().contains("only shapes, text and styles"));
+    }
+    let n: i64 = app.with_conn(|c| vestibule::db::schema::apps::table.count().get_result(c).unwrap());
+    assert_eq!(n, 0, "nothing stored");
+}
+
+on_both_databases!(svg_icons_are_allow_listed_by_namespace);
