@@ -81,16 +81,6 @@ pub fn non_empty(s: &str) -> Option<String> {
     (!t.is_empty()).then(|| t.to_owned())
 }
 
-#[cfg(test)]
-mod clip_tests {
-    #[test]
-    fn clips_on_a_character_boundary() {
-        assert_eq!(super::clip("abc", 10), "abc");
-        assert_eq!(super::clip("abcdef", 3), "abc");
-        assert_eq!(super::clip("aé", 2), "a");
-    }
-}
-
 /// True when a single-line field (a name) holds any control character, line breaks included:
 /// names end up in email headers, where a line break would start a new header.
 pub fn has_any_control_chars(s: &str) -> bool {
@@ -100,4 +90,14 @@ pub fn has_any_control_chars(s: &str) -> bool {
 /// True when the text holds control characters other than line breaks and tabs.
 pub fn has_control_chars(s: &str) -> bool {
     s.chars().any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t')
+}
+
+#[cfg(test)]
+mod clip_tests {
+    #[test]
+    fn clips_on_a_character_boundary() {
+        assert_eq!(super::clip("abc", 10), "abc");
+        assert_eq!(super::clip("abcdef", 3), "abc");
+        assert_eq!(super::clip("aé", 2), "a");
+    }
 }
