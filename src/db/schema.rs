@@ -263,6 +263,14 @@ diesel::joinable!(invitations -> organizations (org_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(audit_events -> organizations (org_id));
 
+diesel::table! {
+    rate_counters (key) {
+        key -> Text,
+        window_start -> Timestamp,
+        n -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     organizations,
     users,
@@ -278,4 +286,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     app_assignments,
     api_keys,
     idempotency_keys,
+    rate_counters,
 );

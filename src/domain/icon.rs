@@ -1,7 +1,8 @@
 //! App icons: which uploads are accepted, judged by their content and never by the type or file
 //! name the browser declared. PNG and JPEG by their magic bytes; SVG when it is UTF-8 text whose
-//! root element is `<svg>` and that holds nothing active (scripts, event handlers,
-//! `javascript:` URLs, embedded HTML, entity declarations that could smuggle them in).
+//! root element is `<svg>`, parsed by an XML parser, and made only of allow-listed elements and
+//! attributes in the SVG namespace (no scripts, event handlers, `javascript:` or outside URLs,
+//! embedded HTML in any namespace, nor a DOCTYPE's internal subset that could smuggle them in).
 
 /// Largest icon accepted, in bytes.
 pub const MAX_ICON_BYTES: usize = 256 * 1024;
@@ -114,71 +115,222 @@ fn root_is_svg(text: &str) -> bool {
     rest.strip_prefix("<svg").and_then(|r| r.chars().next()).is_some_and(|c| c.is_whitespace() || c == '>' || c == '/')
 }
 
-/// Replaces numeric character references (`&#106;`, `&#x6A;`) by the characters they stand for,
-/// so that an encoded `javascript:` is seen for what it is.
-fn decode_char_refs(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find("&#") {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 2..];
-        let (digits, radix) = match after.strip_prefix(['x', 'X']) {
-            Some(hex) => (hex, 16),
-            None => (after, 10),
-        };
-        let len = digits.find(|c: char| !c.is_digit(radix)).unwrap_or(digits.len());
-        let decoded = u32::from_str_radix(&digits[..len], radix).ok().and_then(char::from_u32);
-        match decoded {
-            Some(c) => {
-                out.push(c);
-                let consumed = (after.len() - digits.len()) + len;
-                let tail = &after[consumed..];
-                rest = tail.strip_prefix(';').unwrap_or(tail);
-            }
-            None => {
-                out.push_str("&#");
-                rest = after;
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
+const SVG_NS: &str = "http://www.w3.org/2000/svg";
+const XLINK_NS: &str = "http://www.w3.org/1999/xlink";
+const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
 
-/// True when the SVG holds anything a browser could run.
+/// SVG elements an icon may use: shapes, text, paint servers, clipping, masking and filters.
+/// Nothing that runs (`script`, `handler`), embeds (`foreignObject`, `image`, `iframe`, HTML in
+/// any namespace) or animates attributes (`set`, `animate`, which can write `href`).
+const ELEMENTS: &[&str] = &[
+    "svg",
+    "g",
+    "defs",
+    "title",
+    "desc",
+    "metadata",
+    "symbol",
+    "use",
+    "path",
+    "rect",
+    "circle",
+    "ellipse",
+    "line",
+    "polyline",
+    "polygon",
+    "text",
+    "tspan",
+    "linearGradient",
+    "radialGradient",
+    "stop",
+    "clipPath",
+    "mask",
+    "pattern",
+    "style",
+    "filter",
+    "feBlend",
+    "feColorMatrix",
+    "feComposite",
+    "feDropShadow",
+    "feFlood",
+    "feGaussianBlur",
+    "feMerge",
+    "feMergeNode",
+    "feOffset",
+];
+
+/// Attributes (in no namespace) an icon may use: geometry and presentation, never `on…`.
+const ATTRIBUTES: &[&str] = &[
+    "id",
+    "class",
+    "style",
+    "version",
+    "baseProfile",
+    "viewBox",
+    "preserveAspectRatio",
+    "x",
+    "y",
+    "x1",
+    "y1",
+    "x2",
+    "y2",
+    "cx",
+    "cy",
+    "r",
+    "rx",
+    "ry",
+    "fx",
+    "fy",
+    "dx",
+    "dy",
+    "width",
+    "height",
+    "d",
+    "points",
+    "pathLength",
+    "transform",
+    "fill",
+    "fill-opacity",
+    "fill-rule",
+    "stroke",
+    "stroke-width",
+    "stroke-linecap",
+    "stroke-linejoin",
+    "stroke-miterlimit",
+    "stroke-dasharray",
+    "stroke-dashoffset",
+    "stroke-opacity",
+    "opacity",
+    "color",
+    "display",
+    "visibility",
+    "overflow",
+    "vector-effect",
+    "shape-rendering",
+    "text-rendering",
+    "offset",
+    "stop-color",
+    "stop-opacity",
+    "gradientUnits",
+    "gradientTransform",
+    "spreadMethod",
+    "clip-path",
+    "clip-rule",
+    "clipPathUnits",
+    "mask",
+    "maskUnits",
+    "maskContentUnits",
+    "patternUnits",
+    "patternContentUnits",
+    "patternTransform",
+    "filter",
+    "filterUnits",
+    "primitiveUnits",
+    "in",
+    "in2",
+    "result",
+    "stdDeviation",
+    "mode",
+    "type",
+    "values",
+    "operator",
+    "k1",
+    "k2",
+    "k3",
+    "k4",
+    "flood-color",
+    "flood-opacity",
+    "font-family",
+    "font-size",
+    "font-weight",
+    "font-style",
+    "text-anchor",
+    "dominant-baseline",
+    "alignment-baseline",
+    "letter-spacing",
+    "word-spacing",
+    "href",
+];
+
+/// True when the SVG holds anything outside the allow-list: the document is parsed by a real
+/// XML parser (roxmltree), so namespaces (`<s:script>`, `<h:iframe>`), character references
+/// and comments are seen exactly as a browser sees them.
 fn svg_is_active(text: &str) -> bool {
-    let lower = decode_char_refs(text).to_lowercase();
-    // Browsers ignore ASCII whitespace and control characters inside URL schemes (`java\tscript:`).
-    let squeezed: String = lower.chars().filter(|c| !c.is_ascii_whitespace() && !c.is_control()).collect();
-    const ELEMENTS: [&str; 5] = ["<script", "<foreignobject", "<handler", "<!entity", "<?xml-stylesheet"];
-    ELEMENTS.iter().any(|e| lower.contains(e))
-        || squeezed.contains("javascript:")
-        || squeezed.contains("attributename=\"on")
-        || squeezed.contains("attributename='on")
-        || has_event_handler(&lower)
+    if has_internal_subset(text) {
+        // Entities and default attributes declared in the document itself could smuggle in
+        // anything after the checks: refused outright.
+        return true;
+    }
+    let options = roxmltree::ParsingOptions { allow_dtd: true, nodes_limit: 100_000, ..Default::default() };
+    let Ok(doc) = roxmltree::Document::parse_with_options(text, options) else {
+        return true;
+    };
+    let root = doc.root_element();
+    if root.tag_name().namespace() != Some(SVG_NS) || root.tag_name().name() != "svg" {
+        return true;
+    }
+    doc.descendants().any(|node| match node.node_type() {
+        roxmltree::NodeType::Element => !element_is_allowed(&node),
+        roxmltree::NodeType::PI => true,
+        roxmltree::NodeType::Text => {
+            node.parent_element().is_some_and(|p| p.tag_name().name() == "style")
+                && !css_is_inert(node.text().unwrap_or_default())
+        }
+        _ => false,
+    })
 }
 
-/// True when an attribute named `on…` is set (`onload=`, `onclick = "…"`).
-fn has_event_handler(lower: &str) -> bool {
-    let b = lower.as_bytes();
-    let mut from = 0;
-    while let Some(pos) = lower[from..].find("on") {
-        let at = from + pos;
-        from = at + 2;
-        let starts_attribute = at > 0 && matches!(b[at - 1], b' ' | b'\t' | b'\n' | b'\r' | b'/' | b'"' | b'\'');
-        let mut j = at + 2;
-        while j < b.len() && (b[j].is_ascii_alphanumeric() || matches!(b[j], b'-' | b'_' | b':')) {
-            j += 1;
-        }
-        let has_name = j > at + 2;
-        while j < b.len() && b[j].is_ascii_whitespace() {
-            j += 1;
-        }
-        if starts_attribute && has_name && b.get(j) == Some(&b'=') {
-            return true;
-        }
+/// True for a DOCTYPE with an internal subset (`<!DOCTYPE svg [ … ]>`).
+fn has_internal_subset(text: &str) -> bool {
+    let lower = text.to_ascii_lowercase();
+    match lower.find("<!doctype") {
+        Some(at) => lower[at..].find('>').is_none_or(|gt| lower[at..at + gt].contains('[')),
+        None => false,
     }
-    false
+}
+
+fn element_is_allowed(node: &roxmltree::Node) -> bool {
+    let tag = node.tag_name();
+    tag.namespace() == Some(SVG_NS)
+        && ELEMENTS.contains(&tag.name())
+        && node.attributes().all(|a| match a.namespace() {
+            None => ATTRIBUTES.contains(&a.name()) && value_is_inert(a.name(), a.value()),
+            Some(XLINK_NS) => a.name() == "href" && value_is_inert("href", a.value()),
+            Some(XML_NS) => a.name() == "space",
+            Some(_) => false,
+        })
+}
+
+/// A value without scripts or references outside the document: links only to `#fragment`,
+/// `url(#…)` only, and styles that pass [`css_is_inert`].
+fn value_is_inert(name: &str, value: &str) -> bool {
+    // Browsers ignore ASCII whitespace and control characters inside URL schemes (`java\tscript:`).
+    let squeezed: String =
+        value.chars().filter(|c| !c.is_ascii_whitespace() && !c.is_control()).collect::<String>().to_lowercase();
+    if name == "href" {
+        return squeezed.starts_with('#');
+    }
+    if name == "style" {
+        return css_is_inert(value);
+    }
+    !squeezed.contains("javascript:") && squeezed.match_indices("url(").all(|(i, _)| url_is_local(&squeezed[i + 4..]))
+}
+
+/// CSS with no imports, no expressions, no bindings and only `url(#…)` references.
+fn css_is_inert(css: &str) -> bool {
+    let squeezed: String =
+        css.chars().filter(|c| !c.is_ascii_whitespace() && !c.is_control()).collect::<String>().to_lowercase();
+    !squeezed.contains('\\')
+        && !squeezed.contains("@import")
+        && !squeezed.contains("expression(")
+        && !squeezed.contains("javascript:")
+        && !squeezed.contains("-moz-binding")
+        && squeezed.match_indices("url(").all(|(i, _)| url_is_local(&squeezed[i + 4..]))
+}
+
+/// After `url(`: a reference to a fragment of this document.
+fn url_is_local(after: &str) -> bool {
+    after.trim_start_matches(['"', '\'']).starts_with('#')
 }
 
 #[cfg(test)]
@@ -223,6 +375,8 @@ mod tests {
         let styled =
             r#"<svg xmlns="http://www.w3.org/2000/svg"><style>.a{fill:red}</style><text>Turn on = off</text></svg>"#;
         assert_eq!(sniff(styled.as_bytes()), Ok(IconKind::Svg));
+        let rich = r##"<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" viewBox="0 0 10 10"><defs><linearGradient id="g"><stop offset="0" stop-color="#fff"/></linearGradient><path id="p" d="M0 0h10"/></defs><use xlink:href="#p"/><rect fill="url(#g)" width="10" height="10"/></svg>"##;
+        assert_eq!(sniff(rich.as_bytes()), Ok(IconKind::Svg));
     }
 
     #[test]
@@ -245,9 +399,30 @@ mod tests {
             r#"<svg xmlns="http://www.w3.org/2000/svg"><foreignObject><body/></foreignObject></svg>"#,
             r#"<svg xmlns="http://www.w3.org/2000/svg"><set attributeName="onmouseover" to="alert(1)"/></svg>"#,
             "<!DOCTYPE svg [<!ENTITY s \"&#60;script&#62;\">]><svg xmlns=\"http://www.w3.org/2000/svg\">&s;</svg>",
+            // Namespaced elements: the prefix is not the name, the namespace is.
+            r#"<svg xmlns="http://www.w3.org/2000/svg" xmlns:s="http://www.w3.org/2000/svg"><s:script>alert(1)</s:script></svg>"#,
+            r#"<svg xmlns="http://www.w3.org/2000/svg" xmlns:h="http://www.w3.org/1999/xhtml"><h:iframe src="//evil.test"/></svg>"#,
+            r#"<svg xmlns="http://www.w3.org/2000/svg"><scr&#105;pt/></svg>"#,
+            r#"<svg xmlns="http://www.w3.org/2000/svg" xmlns:x="http://www.w3.org/1999/xlink"><use x:href="https://evil.test/a.svg#x"/></svg>"#,
+            r#"<svg xmlns="http://www.w3.org/2000/svg"><image href="https://evil.test/track.png"/></svg>"#,
+            r#"<svg xmlns="http://www.w3.org/2000/svg"><animate attributeName="href" to="javascript:alert(1)"/></svg>"#,
+            r#"<svg xmlns="http://www.w3.org/2000/svg"><rect fill="url(https://evil.test/x)"/></svg>"#,
+            r#"<svg xmlns="http://www.w3.org/2000/svg"><style>@import url(https://evil.test/x.css);</style></svg>"#,
+            r#"<svg xmlns="http://www.w3.org/2000/svg"><rect style="background:url(//evil.test)"/></svg>"#,
+            r#"<svg xmlns="http://www.w3.org/2000/svg"><?xml-stylesheet href="x.css"?></svg>"#,
+            "<!DOCTYPE svg [<!ATTLIST svg onload CDATA \"alert(1)\">]><svg xmlns=\"http://www.w3.org/2000/svg\"/>",
+            r#"<svg xmlns="http://www.w3.org/2000/svg"><rect/>"#,
+            r#"<svg><script>alert(1)</script></svg>"#,
         ] {
             assert_eq!(sniff(bad.as_bytes()), Err(IconProblem::UnsafeSvg), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_prefixed_root_is_refused_too() {
+        let bad =
+            r#"<s:svg xmlns:s="http://www.w3.org/2000/svg"><h:script xmlns:h="http://www.w3.org/1999/xhtml"/></s:svg>"#;
+        assert!(sniff(bad.as_bytes()).is_err());
     }
 
     #[test]

@@ -51,10 +51,56 @@ fn check_scheme(url: &Url) -> Result<(), RedirectProblem> {
     }
 }
 
+/// Longest redirect target accepted (a local path or an absolute URL).
+pub const MAX_TARGET_CHARS: usize = 2048;
+
+/// True for text no redirect target may hold: control characters (which browsers silently drop
+/// or which break the `Location` header) and backslashes (which browsers read as `/`).
+fn has_forbidden_chars(target: &str) -> bool {
+    target.chars().any(|c| c.is_control() || c == '\\')
+}
+
+/// A base with a reserved name: local paths are resolved against it, and only its path,
+/// query and fragment ever leave [`local_path`].
+const LOCAL_BASE: &str = "https://vestibule.invalid/";
+
+/// Judges a local redirect target (`next` after sign-in, the language switch, ...) by parsing
+/// it: it must be an absolute path without control characters or backslashes, stay on the same
+/// origin once resolved the way a browser resolves it, and not serialize to something a browser
+/// reads as another host (`//host`). Returns the normalized path, query and fragment, which are
+/// plain ASCII (valid in a `Location` header); `None` means "go somewhere safe instead".
+pub fn local_path(target: &str) -> Option<String> {
+    if !target.starts_with('/') || target.len() > MAX_TARGET_CHARS || has_forbidden_chars(target) {
+        return None;
+    }
+    let base = Url::parse(LOCAL_BASE).ok()?;
+    let url = base.join(target).ok()?;
+    if url.origin() != base.origin() || !url.username().is_empty() || url.password().is_some() {
+        return None;
+    }
+    let mut out = url.path().to_owned();
+    if !out.starts_with('/') || out.starts_with("//") {
+        return None;
+    }
+    if let Some(q) = url.query() {
+        out.push('?');
+        out.push_str(q);
+    }
+    if let Some(f) = url.fragment() {
+        out.push('#');
+        out.push_str(f);
+    }
+    Some(out)
+}
+
 /// Checks `target` against Vestibule's own public URL and the org's allowed origins.
 /// Returns the normalized URL.
 pub fn check_redirect(target: &str, public_url: &Url, allowed_origins: &[&str]) -> Result<String, RedirectProblem> {
-    let url = Url::parse(target.trim()).map_err(|_| RedirectProblem::Malformed)?;
+    let target = target.trim();
+    if target.len() > MAX_TARGET_CHARS || has_forbidden_chars(target) {
+        return Err(RedirectProblem::Malformed);
+    }
+    let url = Url::parse(target).map_err(|_| RedirectProblem::Malformed)?;
     if url.cannot_be_a_base() || url.host_str().is_none() || !url.username().is_empty() || url.password().is_some() {
         return Err(RedirectProblem::Malformed);
     }
@@ -100,6 +146,38 @@ mod tests {
             check_redirect("https://user:pw@app.partner.com/", &public(), &["https://app.partner.com"]),
             Err(RedirectProblem::Malformed)
         );
+    }
+
+    #[test]
+    fn local_paths_are_judged_by_parsing() {
+        assert_eq!(local_path("/o/acme/apps?x=1#top").as_deref(), Some("/o/acme/apps?x=1#top"));
+        assert_eq!(local_path("/a/../b").as_deref(), Some("/b"));
+        assert_eq!(local_path("/caf\u{e9}").as_deref(), Some("/caf%C3%A9"));
+        for bad in [
+            "",
+            "o/acme",
+            "//evil.test",
+            "/\\evil.test",
+            "/\t/evil.test",
+            "/\u{b}/x",
+            "/\r\nSet-Cookie:x",
+            "/\u{7f}",
+            "/\u{85}",
+            "/..//evil.test",
+            "/.//evil.test",
+            "/%2e%2e//evil.test",
+            "https://evil.test/",
+        ] {
+            assert_eq!(local_path(bad), None, "{bad:?}");
+        }
+        assert_eq!(local_path(&format!("/{}", "a".repeat(MAX_TARGET_CHARS))), None);
+    }
+
+    #[test]
+    fn absolute_targets_with_control_characters_or_backslashes_are_refused() {
+        for bad in ["https://portal.example.com/\t/evil.test", "https://portal.example.com\\@evil.test/"] {
+            assert_eq!(check_redirect(bad, &public(), &[]), Err(RedirectProblem::Malformed), "{bad:?}");
+        }
     }
 
     #[test]

@@ -163,26 +163,101 @@ pub fn authenticate(conn: &mut DbConnection, plain: &str) -> QueryResult<Option<
     Ok(Some((key, org, member)))
 }
 
-/// The stored answer for (`key_id`, `idem_key`) if younger than 24 hours.
-pub fn find_answer(conn: &mut DbConnection, key_id: &str, idem_key: &str) -> QueryResult<Option<IdempotencyKey>> {
+/// `status` of an idempotency key reserved by a request still being processed.
+pub const IN_PROGRESS: i64 = 0;
+/// A reservation this old was abandoned (its instance died mid-request) and may be taken over.
+pub const ABANDONED_AFTER: time::Duration = time::Duration::seconds(60);
+
+/// What reserving an idempotency key found.
+#[derive(Debug)]
+pub enum Reservation {
+    /// This request holds the key: process it, then [`store_answer`] or [`release_answer`].
+    Reserved,
+    /// The key already has an answer.
+    Answered(IdempotencyKey),
+    /// Another request holds the key and is still being processed; `same_body` tells whether
+    /// it was sent with the same body.
+    InProgress { same_body: bool },
+}
+
+/// Reserves `idem_key` of `key_id` for one request, atomically: one INSERT on the primary key
+/// (api key, idempotency key), so that of concurrent requests with the same key exactly one
+/// gets [`Reservation::Reserved`] and acts; the others see the answer or wait for it.
+pub fn reserve_answer(
+    conn: &mut DbConnection,
+    org_id: &str,
+    key_id: &str,
+    idem_key: &str,
+    request_hash: &str,
+) -> QueryResult<Reservation> {
     let now = db::now();
     diesel::delete(idempotency_keys::table.filter(idempotency_keys::created_at.lt(now - IDEMPOTENCY_WINDOW)))
         .execute(conn)?;
-    idempotency_keys::table
+    let row = IdempotencyKey {
+        org_id: org_id.to_owned(),
+        api_key_id: key_id.to_owned(),
+        key: idem_key.to_owned(),
+        request_hash: request_hash.to_owned(),
+        status: IN_PROGRESS,
+        response_body: String::new(),
+        created_at: now,
+    };
+    let inserted = match conn {
+        DbConnection::Sqlite(c) => {
+            diesel::insert_into(idempotency_keys::table).values(&row).on_conflict_do_nothing().execute(c)?
+        }
+        DbConnection::Postgresql(c) => {
+            diesel::insert_into(idempotency_keys::table).values(&row).on_conflict_do_nothing().execute(c)?
+        }
+    };
+    let this_key = idempotency_keys::table
         .filter(idempotency_keys::api_key_id.eq(key_id))
-        .filter(idempotency_keys::key.eq(idem_key))
-        .select(IdempotencyKey::as_select())
-        .first(conn)
-        .optional()
+        .filter(idempotency_keys::key.eq(idem_key));
+    if inserted == 1 {
+        return Ok(Reservation::Reserved);
+    }
+    let taken_over = diesel::update(
+        this_key
+            .filter(idempotency_keys::status.eq(IN_PROGRESS))
+            .filter(idempotency_keys::request_hash.eq(request_hash))
+            .filter(idempotency_keys::created_at.lt(now - ABANDONED_AFTER)),
+    )
+    .set(idempotency_keys::created_at.eq(now))
+    .execute(conn)?;
+    if taken_over == 1 {
+        return Ok(Reservation::Reserved);
+    }
+    Ok(match this_key.select(IdempotencyKey::as_select()).first(conn).optional()? {
+        Some(first) if first.status != IN_PROGRESS => Reservation::Answered(first),
+        Some(first) => Reservation::InProgress { same_body: first.request_hash == request_hash },
+        // Released a moment ago: the caller tries again.
+        None => Reservation::InProgress { same_body: true },
+    })
 }
 
-/// Stores the first answer for an idempotency key; a concurrent twin that stored first wins.
+/// Stores the answer of the request that reserved the key.
 pub fn store_answer(conn: &mut DbConnection, answer: &IdempotencyKey) -> QueryResult<()> {
-    match diesel::insert_into(idempotency_keys::table).values(answer).execute(conn) {
-        Ok(_) => Ok(()),
-        Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)) => Ok(()),
-        Err(e) => Err(e),
-    }
+    diesel::update(
+        idempotency_keys::table
+            .filter(idempotency_keys::api_key_id.eq(&answer.api_key_id))
+            .filter(idempotency_keys::key.eq(&answer.key))
+            .filter(idempotency_keys::status.eq(IN_PROGRESS)),
+    )
+    .set((idempotency_keys::status.eq(answer.status), idempotency_keys::response_body.eq(&answer.response_body)))
+    .execute(conn)?;
+    Ok(())
+}
+
+/// Gives a reserved key back without an answer (the request failed in a way worth retrying).
+pub fn release_answer(conn: &mut DbConnection, key_id: &str, idem_key: &str) -> QueryResult<()> {
+    diesel::delete(
+        idempotency_keys::table
+            .filter(idempotency_keys::api_key_id.eq(key_id))
+            .filter(idempotency_keys::key.eq(idem_key))
+            .filter(idempotency_keys::status.eq(IN_PROGRESS)),
+    )
+    .execute(conn)?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -101,7 +101,12 @@ pub mod action {
     ];
 }
 
-/// Appends one event.
+/// Longest target (an id or an address) stored on one event.
+pub const MAX_TARGET_BYTES: usize = 320;
+/// Longest detail stored on one event.
+pub const MAX_DETAIL_BYTES: usize = 4096;
+
+/// Appends one event (target, detail and client address clipped to their maximum length).
 pub fn record(
     conn: &mut DbConnection,
     actor: &Actor,
@@ -110,6 +115,10 @@ pub fn record(
     target: Option<&str>,
     detail: Option<&str>,
 ) -> QueryResult<()> {
+    // Whatever a caller passes, one event stays small.
+    let target = target.map(|t| crate::domain::clip(t, MAX_TARGET_BYTES));
+    let detail = detail.map(|d| crate::domain::clip(d, MAX_DETAIL_BYTES));
+    let ip = actor.ip.as_deref().map(|ip| crate::domain::clip(ip, MAX_TARGET_BYTES).to_owned());
     let event = AuditEvent {
         id: db::new_id(),
         org_id: org_id.map(str::to_owned),
@@ -117,7 +126,7 @@ pub fn record(
         action: action.to_owned(),
         target: target.map(str::to_owned),
         detail: detail.map(str::to_owned),
-        client_ip: actor.ip.clone(),
+        client_ip: ip,
         request_id: actor.request_id.clone(),
         created_at: db::now(),
     };

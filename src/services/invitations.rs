@@ -325,9 +325,6 @@ pub struct InviteOptions {
     pub reset_membership: Option<String>,
 }
 
-/// Seconds an inviter over the hourly limit is asked to wait.
-pub const RATE_LIMIT_RETRY_SECS: u64 = 600;
-
 /// The one invitation use case, for every channel: the policy, the domain rules, the redirect
 /// target, the groups and app, the hourly limit, then create (or resend, or reset) with the CC
 /// copy, the audit event and the outbox row, all in one write transaction. Nothing is written
@@ -370,11 +367,11 @@ pub fn invite(
             Ok(v) if errors.is_empty() => v,
             _ => return Err(ServiceError::Invalid(errors)),
         };
-        if opts.rate_limit && channel.counts_toward_limit() {
-            let sent = crate::services::policy::invitations_last_hour(conn, &org.id, &membership.user_id)?;
-            if sent >= org.invites_per_hour {
-                return Err(ServiceError::RateLimited(RATE_LIMIT_RETRY_SECS));
-            }
+        if opts.rate_limit
+            && channel.counts_toward_limit()
+            && let Some(wait) = crate::services::policy::take_invitation_allowance(conn, org, &membership.user_id)?
+        {
+            return Err(ServiceError::RateLimited(wait));
         }
         let inviter_user = accounts::find_by_id(conn, &membership.user_id)?.ok_or(ServiceError::NotFound)?;
         let mail_ctx = MailContext { public_url, inviter: &inviter_user };
@@ -382,6 +379,7 @@ pub fn invite(
             let landing = crate::services::lifecycle::ResetLanding {
                 redirect_url: valid.redirect_url.clone(),
                 message: valid.message.clone(),
+                by_api_key: channel == Channel::Api,
             };
             let inv = crate::services::lifecycle::reset_redemption(
                 conn,
@@ -431,10 +429,9 @@ pub fn resend_as(
     let Inviter { org, membership, actor } = inviter;
     db::write_tx(conn, |conn| {
         if rate_limit
-            && crate::services::policy::invitations_last_hour(conn, &org.id, &membership.user_id)?
-                >= org.invites_per_hour
+            && let Some(wait) = crate::services::policy::take_invitation_allowance(conn, org, &membership.user_id)?
         {
-            return Err(ServiceError::RateLimited(RATE_LIMIT_RETRY_SECS));
+            return Err(ServiceError::RateLimited(wait));
         }
         let inviter_user = accounts::find_by_id(conn, &membership.user_id)?.ok_or(ServiceError::NotFound)?;
         resend(conn, org, invitation_id, &MailContext { public_url, inviter: &inviter_user }, actor)

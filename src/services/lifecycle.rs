@@ -139,16 +139,20 @@ pub fn restore(conn: &mut DbConnection, org: &Organization, mid: &str, actor: &A
     })
 }
 
-/// Where the new invitation of a reset lands, and its personal message (already validated).
+/// Where the new invitation of a reset lands, its personal message (already validated), and
+/// whether the reset comes through an API key rather than an admin of the console.
 #[derive(Debug, Clone, Default)]
 pub struct ResetLanding {
     pub redirect_url: Option<String>,
     pub message: Option<String>,
+    /// Through an API key: an admin's account cannot be reset that way (`Forbidden`).
+    pub by_api_key: bool,
 }
 
 /// "Invite with reset": binds an accepted guest again to `new_email` (or the same address) and
 /// sends a new invitation; the person must redeem it before getting access back. Groups and
-/// apps stay on the membership.
+/// apps stay on the membership; the role does not (whoever redeems the new link could be
+/// someone else), and an admin's account can be reset only from the console.
 pub fn reset_redemption(
     conn: &mut DbConnection,
     org: &Organization,
@@ -169,6 +173,9 @@ pub fn reset_redemption(
         if m.state != MembershipState::Accepted || m.removed_at.is_some() {
             return Err(ServiceError::WrongState);
         }
+        if landing.by_api_key && m.role == Role::Admin {
+            return Err(ServiceError::Forbidden);
+        }
         let old: User = users::table.find(&m.user_id).select(User::as_select()).first(conn)?;
         let user = accounts::find_or_create(conn, &email, &old.display_name)?;
         if user.id != m.user_id {
@@ -187,6 +194,8 @@ pub fn reset_redemption(
                 memberships::user_id.eq(&user.id),
                 memberships::state.eq(MembershipState::PendingAcceptance),
                 memberships::accepted_at.eq(None::<PrimitiveDateTime>),
+                // As with a re-invitation: whoever redeems the new link starts without a role.
+                memberships::role.eq(Role::None),
             ))
             .execute(conn)?;
         // Any older pending invitation of this membership dies with the reset.

@@ -14,6 +14,7 @@ pub mod lifecycle;
 pub mod orgs;
 pub mod policy;
 pub mod profile;
+pub mod rate;
 pub mod redeem;
 pub mod sessions;
 pub mod users;

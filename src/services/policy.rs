@@ -2,9 +2,8 @@
 
 use diesel::prelude::*;
 
+use crate::db::DbConnection;
 use crate::db::models::{Membership, Organization};
-use crate::db::schema::{audit_events, invitations};
-use crate::db::{self, DbConnection};
 use crate::domain::{DomainMode, InvitePolicy, Role, UserType};
 use crate::services::orgs::is_active;
 
@@ -69,30 +68,24 @@ pub fn parse_domain_entry(entry: &str) -> Option<String> {
     ok.then_some(e)
 }
 
-/// Invitations `inviter_id` created in `org` during the last hour (counted in the database, so
-/// that every instance behind a load balancer sees the same number).
-pub fn invitations_last_hour(conn: &mut DbConnection, org_id: &str, inviter_id: &str) -> QueryResult<i64> {
-    let since = db::now() - time::Duration::hours(1);
-    let created: i64 = invitations::table
-        .filter(invitations::org_id.eq(org_id))
-        .filter(invitations::invited_by.eq(inviter_id))
-        .filter(invitations::created_at.gt(since))
-        .count()
-        .get_result(conn)?;
-    // Resends mail the guest again: they count too, so that nobody floods an address.
-    let resent: i64 = audit_events::table
-        .filter(audit_events::org_id.eq(org_id))
-        .filter(audit_events::actor_id.eq(inviter_id))
-        .filter(audit_events::action.eq(crate::services::audit::action::INVITATION_RESENT))
-        .filter(audit_events::created_at.gt(since))
-        .count()
-        .get_result(conn)?;
-    Ok(created + resent)
+/// Takes one invitation from `inviter_id`'s hourly allowance in `org` (new invitations and
+/// resends both count, so that nobody floods an address): `Ok(None)` when taken,
+/// `Ok(Some(seconds to wait))` when the org's invitations-per-hour limit is reached. Counted
+/// atomically in the database, so that concurrent requests and every instance behind a load
+/// balancer share one count.
+pub fn take_invitation_allowance(
+    conn: &mut DbConnection,
+    org: &Organization,
+    inviter_id: &str,
+) -> QueryResult<Option<u64>> {
+    let key = format!("invite:{}:{inviter_id}", org.id);
+    crate::services::rate::take(conn, &key, org.invites_per_hour, time::Duration::hours(1))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::db;
     use crate::domain::MembershipState;
 
     fn org(mode: DomainMode, list: &str, p: InvitePolicy) -> Organization {

@@ -134,30 +134,42 @@ pub enum CodeCheck {
     NeedNewCode,
 }
 
-/// Checks a typed code; each wrong guess counts, the fifth kills the code.
+/// Checks a typed code; each guess counts, and the fifth wrong one kills the code.
+///
+/// The guess is first counted by one conditional UPDATE (`code_attempts + 1` where fewer than
+/// [`CODE_ATTEMPTS`] were made and the code is live): the database serializes concurrent
+/// guesses on that row, so however many arrive at once, at most five are ever compared with
+/// the code.
 pub fn check_code(conn: &mut DbConnection, invitation_id: &str, typed: &str) -> Result<CodeCheck, ServiceError> {
     db::write_tx(conn, |conn| {
-        let inv: Invitation = invitations::table.find(invitation_id).select(Invitation::as_select()).first(conn)?;
-        let (Some(hash), Some(expires)) = (inv.code_hash.as_deref(), inv.code_expires_at) else {
-            return Ok(CodeCheck::NeedNewCode);
-        };
-        if expires <= db::now() || inv.code_attempts >= CODE_ATTEMPTS {
+        let counted = diesel::update(
+            invitations::table
+                .find(invitation_id)
+                .filter(invitations::code_hash.is_not_null())
+                .filter(invitations::code_expires_at.gt(db::now()))
+                .filter(invitations::code_attempts.lt(CODE_ATTEMPTS)),
+        )
+        .set(invitations::code_attempts.eq(invitations::code_attempts + 1))
+        .execute(conn)?;
+        if counted != 1 {
             return Ok(CodeCheck::NeedNewCode);
         }
+        let inv: Invitation = invitations::table.find(invitation_id).select(Invitation::as_select()).first(conn)?;
+        let Some(hash) = inv.code_hash.as_deref() else {
+            return Ok(CodeCheck::NeedNewCode);
+        };
         let typed: String = typed.chars().filter(|c| c.is_ascii_digit()).collect();
         if hash_token(&format!("{}:{typed}", inv.id)) == hash {
-            diesel::update(invitations::table.find(&inv.id))
+            // Consumed once: a concurrent twin with the same right code finds it gone.
+            let consumed = diesel::update(invitations::table.find(&inv.id).filter(invitations::code_hash.eq(hash)))
                 .set((
                     invitations::code_hash.eq(None::<String>),
                     invitations::code_expires_at.eq(None::<time::PrimitiveDateTime>),
                 ))
                 .execute(conn)?;
-            return Ok(CodeCheck::Correct);
+            return Ok(if consumed == 1 { CodeCheck::Correct } else { CodeCheck::NeedNewCode });
         }
-        diesel::update(invitations::table.find(&inv.id))
-            .set(invitations::code_attempts.eq(inv.code_attempts + 1))
-            .execute(conn)?;
-        Ok(if inv.code_attempts + 1 >= CODE_ATTEMPTS { CodeCheck::NeedNewCode } else { CodeCheck::Wrong })
+        Ok(if inv.code_attempts >= CODE_ATTEMPTS { CodeCheck::NeedNewCode } else { CodeCheck::Wrong })
     })
 }
 

@@ -76,25 +76,42 @@ pub async fn check_password(
     Ok(accounts::check_password(&state.pool, email, password).await?)
 }
 
+/// Longest email address (RFC 5321 path limit) read from a sign-in form.
+const MAX_EMAIL_BYTES: usize = 254;
+
 /// Keys of the sign-in throttles for an address and a client.
 fn throttle_keys(email: &str, ip: &Option<String>) -> (String, String) {
     (format!("acct:{}", email.trim().to_lowercase()), format!("ip:{}", ip.as_deref().unwrap_or("?")))
 }
 
-/// `Some(retry_after)` when sign-in for this address or client is paused.
+/// Takes one sign-in attempt for this address and client: `Some(retry_after)` when sign-in is
+/// paused for either (then nothing is counted). The attempt is counted before the password is
+/// checked (check and count under one lock), so that concurrent guesses cannot all get past
+/// the limit; it stays counted as a failure unless [`signin_succeeded`] gives it back.
 pub fn signin_paused(state: &AppState, email: &str, ip: &Option<String>) -> Option<u64> {
     if !state.settings.throttle_enabled {
         return None;
     }
     let (acct, addr) = throttle_keys(email, ip);
-    state.throttles.signin_account.check(&acct).or_else(|| state.throttles.signin_address.check(&addr))
+    if let Some(wait) = state.throttles.signin_account.take(&acct) {
+        return Some(wait);
+    }
+    let wait = state.throttles.signin_address.take(&addr);
+    if wait.is_some() {
+        state.throttles.signin_account.give_back(&acct);
+    }
+    wait
 }
 
-/// Counts a failed sign-in.
-pub fn signin_failed(state: &AppState, email: &str, ip: &Option<String>) {
+/// The attempt taken by [`signin_paused`] was right: the account's failures are forgotten and
+/// the client's attempt is given back.
+pub fn signin_succeeded(state: &AppState, email: &str, ip: &Option<String>) {
+    if !state.settings.throttle_enabled {
+        return;
+    }
     let (acct, addr) = throttle_keys(email, ip);
-    state.throttles.signin_account.record(&acct);
-    state.throttles.signin_address.record(&addr);
+    state.throttles.signin_account.clear(&acct);
+    state.throttles.signin_address.give_back(&addr);
 }
 
 /// Establishes the session of `user`, remembering their language. The session also gets a
@@ -128,7 +145,9 @@ async fn signin(
     ctx: Ctx,
     form: web::Form<SigninForm>,
 ) -> Result<HttpResponse, AppError> {
-    let form = form.into_inner();
+    let mut form = form.into_inner();
+    // No address is longer (RFC 5321): a longer one is cut before it is checked, counted or audited.
+    form.email = crate::domain::clip(&form.email, MAX_EMAIL_BYTES).to_owned();
     let next = safe_next(form.next.as_deref());
     let ip = client_ip(&req);
     let page = |ctx: Ctx, problem: &'static str| SigninPage {
@@ -146,7 +165,7 @@ async fn signin(
     let mut act = actor(&req, None);
     match check_password(&state, form.email.clone(), form.password.clone()).await? {
         PasswordCheck::Ok(user) => {
-            state.throttles.signin_account.clear(&throttle_keys(&form.email, &ip).0);
+            signin_succeeded(&state, &form.email, &ip);
             act.user_id = Some(user.id.clone());
             let uid = user.id.clone();
             with_conn(&state, move |c| Ok(audit::record(c, &act, None, action::SIGNIN_SUCCEEDED, Some(&uid), None)?))
@@ -159,7 +178,6 @@ async fn signin(
             Ok(res)
         }
         PasswordCheck::Wrong => {
-            signin_failed(&state, &form.email, &ip);
             let masked = crate::domain::email::mask(&form.email.trim().to_lowercase());
             with_conn(&state, move |c| Ok(audit::record(c, &act, None, action::SIGNIN_FAILED, None, Some(&masked))?))
                 .await?;

@@ -119,7 +119,14 @@ pub async fn csrf_middleware(
 
     req.extensions_mut().insert(CsrfToken(expected));
     let mut res = next.call(req).await?;
-    if fresh {
+    // A token must not outlive the identity it was issued to: when the handler renewed or
+    // purged the session (sign-in, sign-out, redemption), the cookie, and so the token, is new.
+    let identity_changed = matches!(
+        actix_session::SessionExt::get_session(res.request()).status(),
+        actix_session::SessionStatus::Renewed | actix_session::SessionStatus::Purged
+    );
+    let cookie_value = if identity_changed { PlainToken::generate().expose().to_owned() } else { cookie_value };
+    if fresh || identity_changed {
         let cookie = Cookie::build(cookie_name, cookie_value)
             .path("/")
             .http_only(true)

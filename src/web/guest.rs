@@ -18,7 +18,7 @@ use crate::error::AppError;
 use crate::services::redeem::{self, CodeCheck, LinkState};
 use crate::services::{FieldErrors, ServiceError, accounts};
 use crate::state::AppState;
-use crate::web::account::{PasswordCheck, check_password, signin_failed, signin_paused, start_session};
+use crate::web::account::{PasswordCheck, check_password, signin_paused, signin_succeeded, start_session};
 use crate::web::pages::language_cookie;
 use crate::web::{Ctx, Errors, actor, client_ip, ok, render, see_other, with_conn};
 
@@ -222,6 +222,7 @@ async fn signin(
     }
     match check_password(&state, email.clone(), form.password.clone()).await? {
         PasswordCheck::Ok(user) => {
+            signin_succeeded(&state, &email, &ip);
             let mut act = actor(&req, None);
             act.user_id = Some(user.id.clone());
             let uid = user.id.clone();
@@ -240,7 +241,6 @@ async fn signin(
             Ok(see_other(&format!("/redeem/{token}/consent")))
         }
         PasswordCheck::Wrong => {
-            signin_failed(&state, &email, &ip);
             p.problem = Some("redeem.signin_failed");
             render(StatusCode::UNAUTHORIZED, &p)
         }
@@ -269,14 +269,13 @@ async fn send_code(
     }
     let key = format!("code:{}", live.invitation.id);
     if state.settings.throttle_enabled
-        && let Some(wait) = state.throttles.code_sends.check(&key)
+        && let Some(wait) = state.throttles.code_sends.take(&key)
     {
         p.problem = Some("redeem.code_too_many");
         let mut res = render(StatusCode::TOO_MANY_REQUESTS, &p)?;
         res.headers_mut().insert(actix_web::http::header::RETRY_AFTER, wait.into());
         return Ok(res);
     }
-    state.throttles.code_sends.record(&key);
     let (inv, org, lang, url) =
         (live.invitation.clone(), live.org.clone(), ctx.lang, state.settings.public_url.clone());
     with_conn(&state, move |c| Ok(redeem::send_code(c, &inv, &org, &url, lang)?)).await?;

@@ -56,8 +56,13 @@ pub async fn security_headers(
     let is_static = req.path().starts_with("/static/");
     let is_token_page =
         req.path().starts_with("/redeem/") || req.path().starts_with("/setup") || req.path().starts_with("/password/");
+    let https = req.app_data::<actix_web::web::Data<crate::state::AppState>>().is_some_and(|s| s.settings.https());
     let mut res = next.call(req).await?;
     let h = res.headers_mut();
+    if https {
+        // Served over https: browsers must never come back over plain http (one year).
+        h.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000"));
+    }
     // A handler may set a policy of its own (uploaded SVG icons); otherwise the strict default.
     if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
         h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));

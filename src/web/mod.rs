@@ -96,8 +96,10 @@ pub fn client_ip(req: &HttpRequest) -> Option<String> {
     if peer.is_loopback()
         && let Some(xff) = req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok())
         && let Some(last) = xff.split(',').map(str::trim).rfind(|s| !s.is_empty())
+        && let Ok(ip) = last.parse::<std::net::IpAddr>()
     {
-        return Some(last.to_owned());
+        // Only an address is believed: the header's text never reaches the audit or a throttle key.
+        return Some(ip.to_string());
     }
     Some(peer.to_string())
 }
@@ -127,9 +129,20 @@ pub fn invalid<T: Template>(page: &T) -> Result<HttpResponse, AppError> {
     render(actix_web::http::StatusCode::UNPROCESSABLE_ENTITY, page)
 }
 
-/// 303 See Other to `location`.
+/// 303 See Other to `location`. Callers pass a target already judged ([`safe_next`],
+/// `check_redirect`) or built from stored values; as a last line of defence, a target that is
+/// not plain visible ASCII (a path segment echoed from the request, say) is never written into
+/// the header: the answer goes to `/` instead of failing with a 500 or carrying a control
+/// character a browser would silently drop.
 pub fn see_other(location: &str) -> HttpResponse {
-    HttpResponse::SeeOther().insert_header(("Location", location)).finish()
+    let value = Some(location)
+        .filter(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_graphic()))
+        .and_then(|l| actix_web::http::header::HeaderValue::from_str(l).ok());
+    let value = value.unwrap_or_else(|| {
+        tracing::warn!("a redirect target was not a valid header value; sending to / instead");
+        actix_web::http::header::HeaderValue::from_static("/")
+    });
+    HttpResponse::SeeOther().insert_header((actix_web::http::header::LOCATION, value)).finish()
 }
 
 /// Runs database work off the async threads ([`crate::db::with_conn`]) with the error type of
@@ -165,14 +178,10 @@ pub fn decode_cursor(s: &str) -> Option<(time::PrimitiveDateTime, String)> {
     Some((time::PrimitiveDateTime::new(t.date(), t.time()), id.to_owned()))
 }
 
-/// A local path that is safe to redirect to after sign-in (no scheme, no `//host`).
+/// A local path that is safe to redirect to (after sign-in, the language switch): judged in one
+/// place, [`crate::domain::redirect::local_path`]; anything else goes to `/`.
 pub fn safe_next(next: Option<&str>) -> String {
-    match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\") && !n.contains(['\r', '\n']) => {
-            n.to_owned()
-        }
-        _ => "/".to_owned(),
-    }
+    next.and_then(crate::domain::redirect::local_path).unwrap_or_else(|| "/".to_owned())
 }
 
 /// Form field errors as seen by templates.

@@ -85,6 +85,7 @@ async fn sign_in_as(b: &Browser, email: &str, user_agent: &str) {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::SEE_OTHER, "sign-in of {email} failed");
+    b.forget_csrf();
 }
 
 /// Parses an export: checks the byte-order mark and returns the header and the rows.

@@ -12,10 +12,10 @@ use crate::redeem::invite_by_email;
 const BOUNDARY: &str = "vestibule-test-boundary-7MA4YWxkTrZu0gW";
 
 /// A file part of a multipart form: file name, declared type, bytes.
-type FilePart<'a> = (&'a str, &'a str, &'a [u8]);
+pub type FilePart<'a> = (&'a str, &'a str, &'a [u8]);
 
 /// POSTs a `multipart/form-data` form as a browser does, the CSRF token in the action URL.
-async fn post_multipart(b: &Browser, path: &str, fields: &[(&str, &str)], icon: Option<FilePart<'_>>) -> Response {
+pub async fn post_multipart(b: &Browser, path: &str, fields: &[(&str, &str)], icon: Option<FilePart<'_>>) -> Response {
     let token = b.csrf().await;
     let mut body = Vec::new();
     for (name, value) in fields {

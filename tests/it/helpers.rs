@@ -67,6 +67,8 @@ pub struct TestApp {
 pub struct Options {
     /// Start without an SMTP listener on the configured port (mail cannot be delivered yet).
     pub smtp_down: bool,
+    /// Give the app an `https` public URL (it is still reached over plain http).
+    pub https: bool,
 }
 
 impl TestApp {
@@ -99,7 +101,7 @@ impl TestApp {
         let base = format!("http://127.0.0.1:{port}");
         let values = [
             ("database_url", database_url),
-            ("public_url", base.clone()),
+            ("public_url", if opts.https { base.replace("http://", "https://") } else { base.clone() }),
             ("data_dir", dir.path().join("data").display().to_string()),
             ("smtp_url", format!("smtp://127.0.0.1:{smtp_port}")),
             ("mail_from", "Vestibule <no-reply@vestibule.test>".to_string()),
@@ -223,10 +225,18 @@ impl Browser {
         if let Some(t) = self.csrf.lock().unwrap().clone() {
             return t;
         }
+        // The sign-in page when signed out; any page (the language switch) when signed in.
         let (_, body) = self.get_text("/signin").await;
-        let token = extract_csrf(&body).expect("csrf token on the sign-in page");
+        let body = if extract_csrf(&body).is_some() { body } else { self.get_text("/account").await.1 };
+        let token = extract_csrf(&body).expect("csrf token on the sign-in or account page");
         *self.csrf.lock().unwrap() = Some(token.clone());
         token
+    }
+
+    /// Forgets the CSRF token read before (after a request sent by hand that changed the
+    /// session's identity: the token changes with it).
+    pub fn forget_csrf(&self) {
+        *self.csrf.lock().unwrap() = None;
     }
 
     /// POST a form with the CSRF token added.
@@ -239,7 +249,15 @@ impl Browser {
 
     /// POST a form exactly as given (no CSRF token added).
     pub async fn post_raw(&self, path: &str, fields: &[(&str, &str)]) -> Response {
-        self.client.post(self.url(path)).form(fields).send().await.unwrap()
+        let res = self.client.post(self.url(path)).form(fields).send().await.unwrap();
+        // The CSRF cookie, and so the token, changes with the session's identity.
+        let new_csrf_cookie = res.headers().get_all("set-cookie").iter().any(|v| {
+            v.to_str().is_ok_and(|c| c.starts_with("vestibule_csrf=") || c.starts_with("__Host-vestibule_csrf="))
+        });
+        if new_csrf_cookie {
+            self.forget_csrf();
+        }
+        res
     }
 
     /// Saves the acme org's settings: the defaults of a new org, with `changes` applied.

@@ -10,7 +10,7 @@ use crate::helpers::{Db, Options, PASSWORD, TestApp};
 use crate::smtp::SmtpSink;
 
 async fn delivered_once_smtp_is_back(db: Db) {
-    let Some(mut app) = TestApp::start_with(db, Options { smtp_down: true }).await else {
+    let Some(mut app) = TestApp::start_with(db, Options { smtp_down: true, ..Options::default() }).await else {
         return;
     };
     app.create_org("Acme Corp", "acme", "admin@acme.test");

@@ -5,6 +5,7 @@ mod smtp;
 
 mod admin;
 mod api;
+mod attacks;
 mod audit_account;
 mod bulk;
 mod bulk_kill;

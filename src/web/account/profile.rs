@@ -6,7 +6,7 @@ use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use askama::Template;
 use serde::Deserialize;
 
-use super::{signin_failed, signin_paused};
+use super::{signin_paused, signin_succeeded};
 use crate::auth::SignedIn;
 use crate::auth::guard::{SessionUser, refresh_user};
 use crate::auth::password::{hash_password, verify_password};
@@ -217,8 +217,9 @@ async fn change_password(
     let (current, stored_for_check) = (form.current_password.clone(), stored.clone());
     let current_ok = web::block(move || verify_password(&current, stored_for_check.as_deref())).await?;
     let mut errors = FieldErrors::default();
-    if !current_ok {
-        signin_failed(&state, &me.email, &ip);
+    if current_ok {
+        signin_succeeded(&state, &me.email, &ip);
+    } else {
         errors.add("current_password", "account.password_wrong");
     }
     match check_new_password(&form.new_password, &form.confirm_password, &me.email) {

@@ -11,6 +11,7 @@ use super::{ApiError, Caller, authenticate, json, parse_object, read_body, refus
 use crate::db::models::{IdempotencyKey, Invitation};
 use crate::domain::{Email, InvitationStatus};
 use crate::i18n::Lang;
+use crate::services::api_keys::Reservation;
 use crate::services::invitations::{self, Channel, InviteInput, InviteOptions, Inviter};
 use crate::services::{FieldErrors, ServiceError, api_keys, policy};
 use crate::state::AppState;
@@ -118,7 +119,9 @@ fn service_error(e: ServiceError) -> ApiError {
             ApiError::bad_request("'invitedUser.id': only a person who accepted an invitation can be reset.")
         }
         ServiceError::NotFound => ApiError::not_found(),
-        ServiceError::Forbidden => ApiError::forbidden("The key's creator cannot reset their own redemption."),
+        ServiceError::Forbidden => ApiError::forbidden(
+            "An API key cannot reset its creator's redemption nor an admin's; an admin can, from the console.",
+        ),
         other => crate::error::AppError::from(other).into(),
     }
 }
@@ -182,28 +185,42 @@ async fn create_replayable(
     };
     let hash: String = Sha256::digest(&body).iter().map(|b| format!("{b:02x}")).collect();
     if let Some(k) = &idem {
-        let (key_id, k2) = (caller.key.id.clone(), k.clone());
-        if let Some(first) = with_conn(state, move |c| Ok(api_keys::find_answer(c, &key_id, &k2)?)).await? {
-            if first.request_hash != hash {
-                return Err(ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "IdempotencyKeyReused",
-                    "This Idempotency-Key was already used with a different request body.",
-                ));
+        // Reserve the key before acting: of concurrent twins one acts, the others wait for its
+        // answer (a short while) and replay it.
+        let deadline = tokio::time::Instant::now() + IDEMPOTENCY_WAIT;
+        loop {
+            let (org_id, key_id, k2, h2) = (caller.org.id.clone(), caller.key.id.clone(), k.clone(), hash.clone());
+            let found = with_conn(state, move |c| Ok(api_keys::reserve_answer(c, &org_id, &key_id, &k2, &h2)?)).await?;
+            match found {
+                Reservation::Reserved => break,
+                Reservation::Answered(first) if first.request_hash == hash => return Ok(replay(&first)),
+                Reservation::Answered(_) | Reservation::InProgress { same_body: false } => {
+                    return Err(ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "IdempotencyKeyReused",
+                        "This Idempotency-Key was already used with a different request body.",
+                    ));
+                }
+                Reservation::InProgress { same_body: true } if tokio::time::Instant::now() >= deadline => {
+                    return Err(ApiError::new(
+                        StatusCode::CONFLICT,
+                        "IdempotencyKeyInUse",
+                        "A request with this Idempotency-Key is still being processed; retry later.",
+                    ));
+                }
+                Reservation::InProgress { same_body: true } => tokio::time::sleep(IDEMPOTENCY_POLL).await,
             }
-            let status = StatusCode::from_u16(first.status as u16).unwrap_or(StatusCode::OK);
-            let mut res = json(status, &serde_json::from_str(&first.response_body).unwrap_or(Value::Null));
-            res.headers_mut().insert(
-                actix_web::http::header::HeaderName::from_static("idempotent-replayed"),
-                actix_web::http::header::HeaderValue::from_static("true"),
-            );
-            return Ok(res);
         }
     }
     let (status, mut value) = match create_invitation(req, state, &caller, &body).await {
         Ok(v) => (StatusCode::CREATED, v),
         Err(e) => {
             let storable = e.status.is_client_error() && e.status != StatusCode::TOO_MANY_REQUESTS;
+            if let Some(k) = idem.clone().filter(|_| !storable) {
+                // Nothing to replay: give the key back so that a retry can act.
+                let key_id = caller.key.id.clone();
+                with_conn(state, move |c| Ok(api_keys::release_answer(c, &key_id, &k)?)).await?;
+            }
             if idem.is_none() || !storable {
                 return Err(e);
             }
@@ -228,6 +245,22 @@ async fn create_replayable(
         with_conn(state, move |c| Ok(api_keys::store_answer(c, &answer)?)).await?;
     }
     Ok(res)
+}
+
+/// How long a request waits for a concurrent twin (same key, same body) to answer, and how
+/// often it looks.
+const IDEMPOTENCY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+const IDEMPOTENCY_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// The stored first answer, replayed.
+fn replay(first: &IdempotencyKey) -> HttpResponse {
+    let status = StatusCode::from_u16(first.status as u16).unwrap_or(StatusCode::OK);
+    let mut res = json(status, &serde_json::from_str(&first.response_body).unwrap_or(Value::Null));
+    res.headers_mut().insert(
+        actix_web::http::header::HeaderName::from_static("idempotent-replayed"),
+        actix_web::http::header::HeaderValue::from_static("true"),
+    );
+    res
 }
 
 /// Policy, validation, rate, then the invitation (or the reset).

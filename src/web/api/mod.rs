@@ -204,10 +204,9 @@ pub async fn authenticate(req: &HttpRequest, state: &web::Data<AppState>) -> Res
     let (key, org, member) = found.ok_or_else(ApiError::unauthorized)?;
     if state.settings.throttle_enabled {
         let limit = request_limit();
-        if let Some(wait) = limit.check(&key.id) {
+        if let Some(wait) = limit.take(&key.id) {
             return Err(ApiError::too_many(wait, "This API key made too many requests; retry later."));
         }
-        limit.record(&key.id);
     }
     Ok(Caller { key, org, member })
 }
