@@ -42,6 +42,61 @@ fn not_self(actor: &Actor, m: &Membership) -> Result<(), ServiceError> {
     if actor.user_id.as_deref() == Some(m.user_id.as_str()) { Err(ServiceError::Forbidden) } else { Ok(()) }
 }
 
+/// One action of the guest page, as the admin asked for it.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// `none`, `guest_inviter` or `admin`.
+    SetRole(String),
+    Convert,
+    Block,
+    Unblock,
+    Restore,
+    Extend,
+    /// Re-bind to this address (empty: the same) and send a new invitation.
+    Reset(String),
+    /// The sponsor's address (empty: the inviter again).
+    Sponsor(String),
+    /// `YYYY-MM-DD`, or empty for no end date.
+    EndDate(String),
+}
+
+/// Runs `action` on the membership `mid` of `org` for an admin, in one transaction each.
+pub fn perform(
+    conn: &mut DbConnection,
+    org: &Organization,
+    mid: &str,
+    action: Action,
+    public_url: &Url,
+    actor: &Actor,
+) -> Result<(), ServiceError> {
+    match action {
+        Action::SetRole(role) => set_role(conn, org, mid, &role, actor),
+        Action::Convert => convert(conn, org, mid, actor).map(|_| ()),
+        Action::Block => set_blocked(conn, org, mid, true, actor),
+        Action::Unblock => set_blocked(conn, org, mid, false, actor),
+        Action::Restore => restore(conn, org, mid, actor),
+        Action::Extend => extend(conn, org, mid, actor).map(|_| ()),
+        Action::Reset(email) => {
+            let uid = actor.user_id.as_deref().ok_or(ServiceError::Forbidden)?;
+            let inviter = accounts::find_by_id(conn, uid)?.ok_or(ServiceError::NotFound)?;
+            let ctx = MailContext { public_url, inviter: &inviter };
+            reset_redemption(conn, org, mid, &email, ResetLanding::default(), &ctx, actor).map(|_| ())
+        }
+        Action::Sponsor(email) => set_sponsor(conn, org, mid, &email, actor),
+        Action::EndDate(text) => {
+            let text = text.trim();
+            let ends = if text.is_empty() {
+                None
+            } else {
+                let date = time::Date::parse(text, &time::macros::format_description!("[year]-[month]-[day]"))
+                    .map_err(|_| ServiceError::field("access_ends_at", "lifecycle.end_date_invalid"))?;
+                Some(PrimitiveDateTime::new(date, time::Time::MIDNIGHT))
+            };
+            set_end_date(conn, org, mid, ends, actor)
+        }
+    }
+}
+
 /// Gives a role: `none`, `guest_inviter` (members and guests), or `admin` (members only).
 pub fn set_role(
     conn: &mut DbConnection,

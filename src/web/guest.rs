@@ -9,13 +9,13 @@ use actix_web::{HttpRequest, HttpResponse, get, post, route, web};
 use askama::Template;
 use serde::Deserialize;
 
-use crate::auth::guard::{current_user, sign_out};
+use crate::auth::guard::sign_out;
 use crate::auth::password::hash_password;
 
 use crate::domain::password::{PasswordProblem, check_new_password};
 use crate::domain::redirect::check_redirect;
 use crate::error::AppError;
-use crate::services::redeem::{self, CodeCheck, LinkState};
+use crate::services::redeem::{self, CodeCheck};
 use crate::services::{FieldErrors, ServiceError, accounts};
 use crate::state::AppState;
 use crate::web::account::{PasswordCheck, check_password, signin_paused, signin_succeeded, start_session};
@@ -37,10 +37,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 /// An invitation that can no longer be accepted because of the org's policy.
 #[derive(Template)]
 #[template(path = "pages/refused.html")]
-struct RefusedPage {
-    ctx: Ctx,
-    org_name: String,
-    reason: &'static str,
+pub struct RefusedPage {
+    pub ctx: Ctx,
+    pub org_name: String,
+    pub reason: &'static str,
 }
 
 const CODE_OK: &str = "code_ok";
@@ -56,7 +56,7 @@ struct RedeemPage {
     message: Option<String>,
     invited_email: String,
     expires: String,
-    step: &'static str,
+    step: Step,
     signed_in_as: String,
     code_sent: bool,
     display_name: String,
@@ -67,31 +67,21 @@ struct RedeemPage {
 use crate::web::account::DeadLinkPage;
 
 use crate::services::redeem::LiveInvitation as Live;
+use crate::web::extract::LiveLink;
 
-/// Loads the link; a dead or unknown one becomes the friendly page (404 unknown, 410 dead).
-async fn load(state: &web::Data<AppState>, ctx: &Ctx, token: &str) -> Result<Result<Live, HttpResponse>, AppError> {
-    let t = token.to_owned();
-    let found = with_conn(state, move |c| Ok(redeem::inspect(c, &t)?)).await?;
-    Ok(match found {
-        LinkState::Valid(live) => Ok(*live),
-        LinkState::Dead { org_name } => {
-            Err(render(StatusCode::GONE, &DeadLinkPage { ctx: ctx.clone(), org_name: Some(org_name) })?)
-        }
-        LinkState::Unknown => Err(render(StatusCode::NOT_FOUND, &DeadLinkPage { ctx: ctx.clone(), org_name: None })?),
-        LinkState::Refused { org_name } => Err(render(
-            StatusCode::FORBIDDEN,
-            &RefusedPage { ctx: ctx.clone(), org_name, reason: "policy.redeem_refused" },
-        )?),
-    })
-}
-
-macro_rules! live_or_return {
-    ($state:expr, $ctx:expr, $token:expr) => {
-        match load($state, &$ctx, $token).await? {
-            Ok(live) => live,
-            Err(page) => return Ok(page),
-        }
-    };
+/// Where a visitor of a live link stands in the flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Signed in as the invited person: on to consent.
+    Continue,
+    /// Signed in as someone else: "sign out and continue".
+    WrongAccount,
+    /// The invited address has an account: its password.
+    SignIn,
+    /// The link was shown to someone: a code sent to the invited address first.
+    Code,
+    /// A first-time guest: create an account.
+    Register,
 }
 
 fn page(ctx: Ctx, token: &str, live: &Live, session: &Session) -> RedeemPage {
@@ -99,11 +89,11 @@ fn page(ctx: Ctx, token: &str, live: &Live, session: &Session) -> RedeemPage {
     let code_sent = session.get::<String>(CODE_SENT).ok().flatten().as_deref() == Some(inv.id.as_str());
     let code_ok = session.get::<String>(CODE_OK).ok().flatten().as_deref() == Some(inv.id.as_str());
     let (step, signed_in_as) = match &ctx.user {
-        Some(u) if u.email == inv.email => ("continue", String::new()),
-        Some(u) => ("wrong_account", u.email.clone()),
-        None if live.guest.password_hash.is_some() => ("signin", String::new()),
-        None if inv.disclosed && !code_ok => ("code", String::new()),
-        None => ("register", String::new()),
+        Some(u) if u.email == inv.email => (Step::Continue, String::new()),
+        Some(u) => (Step::WrongAccount, u.email.clone()),
+        None if live.guest.password_hash.is_some() => (Step::SignIn, String::new()),
+        None if inv.disclosed && !code_ok => (Step::Code, String::new()),
+        None => (Step::Register, String::new()),
     };
     RedeemPage {
         token: token.to_owned(),
@@ -124,13 +114,8 @@ fn page(ctx: Ctx, token: &str, live: &Live, session: &Session) -> RedeemPage {
 
 /// The guest's landing page: who invites, to what, and the next step.
 #[route("/redeem/{token}", method = "GET", method = "HEAD")]
-async fn landing(
-    state: web::Data<AppState>,
-    ctx: Ctx,
-    session: Session,
-    token: web::Path<String>,
-) -> Result<HttpResponse, AppError> {
-    let live = live_or_return!(&state, ctx, &token);
+async fn landing(ctx: Ctx, session: Session, link: LiveLink) -> Result<HttpResponse, AppError> {
+    let LiveLink { token, live } = link;
     ok(&page(ctx, &token, &live, &session))
 }
 
@@ -151,12 +136,12 @@ async fn register(
     state: web::Data<AppState>,
     ctx: Ctx,
     session: Session,
-    token: web::Path<String>,
+    link: LiveLink,
     form: web::Form<RegisterForm>,
 ) -> Result<HttpResponse, AppError> {
-    let live = live_or_return!(&state, ctx, &token);
+    let LiveLink { token, live } = link;
     let mut p = page(ctx.clone(), &token, &live, &session);
-    if p.step != "register" {
+    if p.step != Step::Register {
         // Wrong step for this visitor (already has an account, signed in, or code needed).
         return Ok(see_other(&format!("/redeem/{token}")));
     }
@@ -204,12 +189,12 @@ async fn signin(
     state: web::Data<AppState>,
     ctx: Ctx,
     session: Session,
-    token: web::Path<String>,
+    link: LiveLink,
     form: web::Form<SigninForm>,
 ) -> Result<HttpResponse, AppError> {
-    let live = live_or_return!(&state, ctx, &token);
+    let LiveLink { token, live } = link;
     let mut p = page(ctx.clone(), &token, &live, &session);
-    if p.step != "signin" {
+    if p.step != Step::SignIn {
         return Ok(see_other(&format!("/redeem/{token}")));
     }
     let email = live.invitation.email.clone();
@@ -260,11 +245,11 @@ async fn send_code(
     state: web::Data<AppState>,
     ctx: Ctx,
     session: Session,
-    token: web::Path<String>,
+    link: LiveLink,
 ) -> Result<HttpResponse, AppError> {
-    let live = live_or_return!(&state, ctx, &token);
+    let LiveLink { token, live } = link;
     let mut p = page(ctx.clone(), &token, &live, &session);
-    if p.step != "code" {
+    if p.step != Step::Code {
         return Ok(see_other(&format!("/redeem/{token}")));
     }
     let key = format!("code:{}", live.invitation.id);
@@ -295,12 +280,12 @@ async fn enter_code(
     state: web::Data<AppState>,
     ctx: Ctx,
     session: Session,
-    token: web::Path<String>,
+    link: LiveLink,
     form: web::Form<CodeForm>,
 ) -> Result<HttpResponse, AppError> {
-    let live = live_or_return!(&state, ctx, &token);
+    let LiveLink { token, live } = link;
     let mut p = page(ctx.clone(), &token, &live, &session);
-    if p.step != "code" {
+    if p.step != Step::Code {
         return Ok(see_other(&format!("/redeem/{token}")));
     }
     let (id, code) = (live.invitation.id.clone(), form.code.clone());
@@ -345,18 +330,14 @@ fn invitee<'a>(ctx: &'a Ctx, live: &Live) -> Option<&'a crate::auth::SessionUser
 
 /// "Review permissions": what the organization will see.
 #[get("/redeem/{token}/consent")]
-async fn consent_page(
-    state: web::Data<AppState>,
-    ctx: Ctx,
-    token: web::Path<String>,
-) -> Result<HttpResponse, AppError> {
-    let live = live_or_return!(&state, ctx, &token);
+async fn consent_page(ctx: Ctx, link: LiveLink) -> Result<HttpResponse, AppError> {
+    let LiveLink { token, live } = link;
     let Some(user) = invitee(&ctx, &live).cloned() else {
         return Ok(see_other(&format!("/redeem/{token}")));
     };
     ok(&ConsentPage {
         ctx,
-        token: token.into_inner(),
+        token,
         org_name: live.org.name.clone(),
         privacy_url: live.org.privacy_url.clone(),
         user_name: user.name,
@@ -371,9 +352,9 @@ async fn accept(
     state: web::Data<AppState>,
     ctx: Ctx,
     session: Session,
-    token: web::Path<String>,
+    link: LiveLink,
 ) -> Result<HttpResponse, AppError> {
-    let live = live_or_return!(&state, ctx, &token);
+    let LiveLink { token, live } = link;
     let Some(signed) = invitee(&ctx, &live).cloned() else {
         return Ok(see_other(&format!("/redeem/{token}")));
     };
@@ -426,9 +407,8 @@ struct CancelledPage {
 
 /// Cancel: nothing changes; the link keeps working until it expires.
 #[post("/redeem/{token}/cancel")]
-async fn cancel(state: web::Data<AppState>, ctx: Ctx, token: web::Path<String>) -> Result<HttpResponse, AppError> {
-    let live = live_or_return!(&state, ctx, &token);
+async fn cancel(ctx: Ctx, link: LiveLink) -> Result<HttpResponse, AppError> {
+    let LiveLink { token, live } = link;
     let expires = ctx.tr.datetime(&live.invitation.expires_at);
-    let _ = current_user;
-    ok(&CancelledPage { ctx, token: token.into_inner(), org_name: live.org.name.clone(), expires })
+    ok(&CancelledPage { ctx, token, org_name: live.org.name.clone(), expires })
 }

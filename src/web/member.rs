@@ -1,37 +1,21 @@
 //! Pages of an organization's members and guests: My Apps, app icons, and leaving.
 
 use actix_web::http::header;
-use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use actix_web::{HttpResponse, get, post, web};
 use askama::Template;
 use serde::Deserialize;
 
-use crate::auth::SignedIn;
-use crate::db::models::{Membership, Organization};
 use crate::domain::Role;
 use crate::domain::icon::IconKind;
 use crate::error::AppError;
 use crate::services::apps::{self, AppSummary};
 use crate::services::{orgs, users};
 use crate::state::AppState;
-use crate::web::{Ctx, actor, ok, see_other, with_conn};
+use crate::web::extract::{OrgContext, OrgMember};
+use crate::web::{Ctx, ok, see_other, with_conn};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(my_apps).service(icon).service(leave_page).service(leave);
-}
-
-/// The org and my active membership in it; 404 for anyone without one (pending guests have no rights).
-pub async fn active_membership(
-    state: &web::Data<AppState>,
-    slug: &str,
-    user_id: &str,
-) -> Result<(Organization, Membership), AppError> {
-    let (slug, uid) = (slug.to_owned(), user_id.to_owned());
-    with_conn(state, move |c| {
-        let org = orgs::find_by_slug(c, &slug)?.ok_or(AppError::NotFound)?;
-        let m = orgs::membership_of(c, &org.id, &uid)?.filter(orgs::is_active).ok_or(AppError::NotFound)?;
-        Ok((org, m))
-    })
-    .await
 }
 
 /// Number of tile colours in the stylesheet (`.tint-0` to `.tint-7`).
@@ -104,12 +88,11 @@ struct AppsQuery {
 async fn my_apps(
     state: web::Data<AppState>,
     ctx: Ctx,
-    user: SignedIn,
-    slug: web::Path<String>,
+    caller: OrgMember,
     q: web::Query<AppsQuery>,
 ) -> Result<HttpResponse, AppError> {
-    let (org, m) = active_membership(&state, &slug, &user.0.id).await?;
-    let (org_id, membership_id, uid) = (org.id.clone(), m.id.clone(), user.0.id.clone());
+    let OrgContext { org, membership: m, user, .. } = caller.0;
+    let (org_id, membership_id, uid) = (org.id.clone(), m.id.clone(), user.id.clone());
     let (mine, all_orgs) = with_conn(&state, move |c| {
         Ok((apps::for_membership(c, &org_id, &membership_id)?, orgs::orgs_of_user(c, &uid)?))
     })
@@ -135,11 +118,11 @@ async fn my_apps(
 #[get("/o/{org}/apps/{id}/icon")]
 async fn icon(
     state: web::Data<AppState>,
-    user: SignedIn,
+    caller: OrgMember,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, AppError> {
-    let (slug, id) = path.into_inner();
-    let (org, m) = active_membership(&state, &slug, &user.0.id).await?;
+    let (_, id) = path.into_inner();
+    let OrgContext { org, membership: m, .. } = caller.0;
     let (bytes, content_type) = with_conn(&state, move |c| {
         if m.role != Role::Admin && !apps::for_membership(c, &org.id, &m.id)?.iter().any(|a| a.id == id) {
             return Err(AppError::NotFound);
@@ -168,13 +151,8 @@ struct LeavePage {
 
 /// Confirmation before leaving.
 #[get("/o/{org}/leave")]
-async fn leave_page(
-    state: web::Data<AppState>,
-    ctx: Ctx,
-    user: SignedIn,
-    slug: web::Path<String>,
-) -> Result<HttpResponse, AppError> {
-    let (org, m) = active_membership(&state, &slug, &user.0.id).await?;
+async fn leave_page(ctx: Ctx, caller: OrgMember) -> Result<HttpResponse, AppError> {
+    let OrgContext { org, membership: m, .. } = caller.0;
     if m.role == Role::Admin {
         return Err(AppError::Forbidden);
     }
@@ -183,15 +161,9 @@ async fn leave_page(
 
 /// The guest leaves the organization.
 #[post("/o/{org}/leave")]
-async fn leave(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    user: SignedIn,
-    slug: web::Path<String>,
-) -> Result<HttpResponse, AppError> {
-    let (org, _) = active_membership(&state, &slug, &user.0.id).await?;
-    let act = actor(&req, Some(&user.0));
-    let uid = user.0.id.clone();
+async fn leave(state: web::Data<AppState>, caller: OrgMember) -> Result<HttpResponse, AppError> {
+    let OrgContext { org, user, actor: act, .. } = caller.0;
+    let uid = user.id.clone();
     with_conn(&state, move |c| Ok(users::leave(c, &org, &uid, &act)?)).await?;
     Ok(see_other("/"))
 }

@@ -4,6 +4,7 @@ pub mod account;
 pub mod admin;
 pub mod api;
 pub mod csrf;
+pub mod extract;
 pub mod guest;
 pub mod inviting;
 pub mod member;

@@ -2,20 +2,19 @@
 //! follow the invitations they sent.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use actix_web::{HttpResponse, get, post, web};
 use askama::Template;
 use serde::Deserialize;
 
-use crate::auth::SignedIn;
-use crate::db::models::{Membership, Organization};
+use crate::db::models::Organization;
 use crate::error::AppError;
 use crate::services::invitations::{self, Channel, Inviter, Targets};
-use crate::services::{FieldErrors, ServiceError, policy};
+use crate::services::{FieldErrors, ServiceError};
 use crate::state::AppState;
 use crate::web::admin::mail_key;
+use crate::web::extract::{OrgContext, OrgInviter};
 use crate::web::inviting::{InviteForm, Refusal, load_targets, submit};
-use crate::web::member::active_membership;
-use crate::web::{Ctx, Errors, actor, decode_cursor, encode_cursor, render, see_other, with_conn};
+use crate::web::{Ctx, Errors, decode_cursor, encode_cursor, render, see_other, with_conn};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(page).service(send).service(resend).service(revoke);
@@ -51,35 +50,40 @@ struct PageQuery {
     after: Option<String>,
 }
 
-/// The org and my membership, when the policy lets me invite; 403 otherwise.
-async fn inviter(
-    state: &web::Data<AppState>,
-    slug: &str,
-    user_id: &str,
-) -> Result<(Organization, Membership), AppError> {
-    let (org, m) = active_membership(state, slug, user_id).await?;
-    if !policy::may_invite(&org, &m) {
-        return Err(AppError::Forbidden);
-    }
-    Ok((org, m))
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn render_page(
-    state: &web::Data<AppState>,
-    ctx: Ctx,
-    org: Organization,
-    m: &Membership,
-    user_id: &str,
+/// How the page is shown: the form as typed with its errors, a notice or problem, a page of
+/// "invitations I sent".
+struct View {
     form: InviteForm,
     errors: FieldErrors,
     notice: Option<&'static str>,
     problem: Option<&'static str>,
     after: Option<String>,
     status: StatusCode,
+}
+
+impl Default for View {
+    fn default() -> Self {
+        View {
+            form: InviteForm::default(),
+            errors: FieldErrors::default(),
+            notice: None,
+            problem: None,
+            after: None,
+            status: StatusCode::OK,
+        }
+    }
+}
+
+async fn render_page(
+    state: &web::Data<AppState>,
+    ctx: Ctx,
+    caller: OrgContext,
+    view: View,
 ) -> Result<HttpResponse, AppError> {
-    let targets = load_targets(state, &org, m).await?;
-    let (org_id, uid) = (org.id.clone(), user_id.to_owned());
+    let View { form, errors, notice, problem, after, status } = view;
+    let OrgContext { org, membership: m, user, .. } = caller;
+    let targets = load_targets(state, &org, &m).await?;
+    let (org_id, uid) = (org.id.clone(), user.id.clone());
     let cursor = after.as_deref().and_then(decode_cursor);
     let (list, next) = with_conn(state, move |c| Ok(invitations::sent_by(c, &org_id, &uid, cursor)?)).await?;
     let tr = ctx.tr;
@@ -104,67 +108,37 @@ async fn render_page(
 async fn page(
     state: web::Data<AppState>,
     ctx: Ctx,
-    user: SignedIn,
-    slug: web::Path<String>,
+    caller: OrgInviter,
     q: web::Query<PageQuery>,
 ) -> Result<HttpResponse, AppError> {
-    let (org, m) = inviter(&state, &slug, &user.0.id).await?;
     let q = q.into_inner();
-    render_page(
-        &state,
-        ctx,
-        org,
-        &m,
-        &user.0.id,
-        InviteForm::default(),
-        FieldErrors::default(),
-        crate::web::admin::users::notice_key(q.done.as_deref()),
-        None,
-        q.after,
-        StatusCode::OK,
-    )
-    .await
+    let notice = crate::web::admin::users::notice_key(q.done.as_deref());
+    render_page(&state, ctx, caller.0, View { notice, after: q.after, ..View::default() }).await
 }
 
 /// Sends a self-service invitation: always a guest, always by email.
 #[post("/o/{org}/invite")]
 async fn send(
-    req: HttpRequest,
     state: web::Data<AppState>,
     ctx: Ctx,
-    user: SignedIn,
-    slug: web::Path<String>,
+    caller: OrgInviter,
     pairs: web::Form<Vec<(String, String)>>,
 ) -> Result<HttpResponse, AppError> {
-    let (org, m) = inviter(&state, &slug, &user.0.id).await?;
+    let OrgContext { org, membership: m, actor: act, .. } = caller.0.clone();
     let form = InviteForm::from_pairs(pairs.into_inner())?;
-    let act = actor(&req, Some(&user.0));
     match submit(&state, &org, &m, &form, act, Channel::SelfService).await? {
         Ok(created) => {
             let done = if created.existing { "existing" } else { "sent" };
             Ok(see_other(&format!("/o/{}/invite?done={done}", org.slug)))
         }
         Err(Refusal::Invalid(errors)) => {
-            let status = StatusCode::UNPROCESSABLE_ENTITY;
-            render_page(&state, ctx, org, &m, &user.0.id, form, errors, None, None, None, status).await
+            let view = View { form, errors, status: StatusCode::UNPROCESSABLE_ENTITY, ..View::default() };
+            render_page(&state, ctx, caller.0, view).await
         }
         Err(Refusal::RateLimited(wait)) => {
-            let status = StatusCode::TOO_MANY_REQUESTS;
             let problem = Some("policy.rate_limited");
-            let mut res = render_page(
-                &state,
-                ctx,
-                org,
-                &m,
-                &user.0.id,
-                form,
-                FieldErrors::default(),
-                None,
-                problem,
-                None,
-                status,
-            )
-            .await?;
+            let view = View { form, problem, status: StatusCode::TOO_MANY_REQUESTS, ..View::default() };
+            let mut res = render_page(&state, ctx, caller.0, view).await?;
             res.headers_mut().insert(actix_web::http::header::RETRY_AFTER, wait.into());
             Ok(res)
         }
@@ -189,15 +163,13 @@ async fn my_invitation(
 /// Resend one of my pending invitations.
 #[post("/o/{org}/invite/{id}/resend")]
 async fn resend(
-    req: HttpRequest,
     state: web::Data<AppState>,
-    user: SignedIn,
+    caller: OrgInviter,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, AppError> {
-    let (slug, id) = path.into_inner();
-    let (org, m) = inviter(&state, &slug, &user.0.id).await?;
-    my_invitation(&state, &org, &user.0.id, &id).await?;
-    let act = actor(&req, Some(&user.0));
+    let (_, id) = path.into_inner();
+    let OrgContext { org, membership: m, user, actor: act } = caller.0;
+    my_invitation(&state, &org, &user.id, &id).await?;
     let (public_url, limit) = (state.settings.public_url.clone(), state.settings.throttle_enabled);
     let (o, m) = (org.clone(), m.clone());
     let result = with_conn(&state, move |c| {
@@ -215,15 +187,13 @@ async fn resend(
 /// Revoke one of my pending invitations.
 #[post("/o/{org}/invite/{id}/revoke")]
 async fn revoke(
-    req: HttpRequest,
     state: web::Data<AppState>,
-    user: SignedIn,
+    caller: OrgInviter,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, AppError> {
-    let (slug, id) = path.into_inner();
-    let (org, _) = inviter(&state, &slug, &user.0.id).await?;
-    my_invitation(&state, &org, &user.0.id, &id).await?;
-    let act = actor(&req, Some(&user.0));
+    let (_, id) = path.into_inner();
+    let OrgContext { org, user, actor: act, .. } = caller.0;
+    my_invitation(&state, &org, &user.id, &id).await?;
     let o = org.clone();
     match with_conn(&state, move |c| Ok(invitations::revoke(c, &o, &id, &act))).await? {
         Ok(()) => Ok(see_other(&format!("/o/{}/invite?done=revoked", org.slug))),

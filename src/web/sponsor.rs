@@ -1,17 +1,16 @@
 //! `/o/{org}/sponsor/{membership}`: the one-click page a sponsor reaches from the reminder email
 //! to extend a guest's access.
 
-use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use actix_web::{HttpResponse, get, post, web};
 use askama::Template;
 
-use crate::auth::SignedIn;
 use crate::db::models::Organization;
 use crate::domain::Role;
 use crate::error::AppError;
 use crate::services::{ServiceError, accounts, lifecycle};
 use crate::state::AppState;
-use crate::web::member::active_membership;
-use crate::web::{Ctx, actor, ok, with_conn};
+use crate::web::extract::{OrgContext, OrgMember};
+use crate::web::{Ctx, ok, with_conn};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(show).service(extend);
@@ -34,13 +33,12 @@ struct SponsorPage {
 async fn load(
     state: &web::Data<AppState>,
     ctx: Ctx,
-    slug: &str,
+    caller: &OrgContext,
     mid: &str,
-    user_id: &str,
     extended: bool,
 ) -> Result<SponsorPage, AppError> {
-    let (org, me) = active_membership(state, slug, user_id).await?;
-    let (o, m, uid) = (org.clone(), mid.to_owned(), user_id.to_owned());
+    let (org, me) = (caller.org.clone(), caller.membership.clone());
+    let (o, m, uid) = (org.clone(), mid.to_owned(), caller.user.id.clone());
     let (guest_m, guest) = with_conn(state, move |c| {
         let gm = lifecycle::find(c, &o.id, &m).map_err(|_| AppError::NotFound)?;
         // The person the reminder went to: the sponsor, else the inviter.
@@ -69,26 +67,25 @@ async fn load(
 async fn show(
     state: web::Data<AppState>,
     ctx: Ctx,
-    user: SignedIn,
+    caller: OrgMember,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, AppError> {
-    let (slug, id) = path.into_inner();
-    ok(&load(&state, ctx, &slug, &id, &user.0.id, false).await?)
+    let (_, id) = path.into_inner();
+    ok(&load(&state, ctx, &caller.0, &id, false).await?)
 }
 
 #[post("/o/{org}/sponsor/{id}")]
 async fn extend(
-    req: HttpRequest,
     state: web::Data<AppState>,
     ctx: Ctx,
-    user: SignedIn,
+    caller: OrgMember,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, AppError> {
-    let (slug, id) = path.into_inner();
-    let current = load(&state, ctx.clone(), &slug, &id, &user.0.id, false).await?;
-    let (org, mid, a) = (current.org.clone(), current.membership_id.clone(), actor(&req, Some(&user.0)));
+    let (_, id) = path.into_inner();
+    let current = load(&state, ctx.clone(), &caller.0, &id, false).await?;
+    let (org, mid, a) = (current.org.clone(), current.membership_id.clone(), caller.0.actor.clone());
     match with_conn(&state, move |c| Ok(lifecycle::extend(c, &org, &mid, &a))).await? {
-        Ok(_) => ok(&load(&state, ctx, &slug, &id, &user.0.id, true).await?),
+        Ok(_) => ok(&load(&state, ctx, &caller.0, &id, true).await?),
         Err(ServiceError::WrongState) => Err(AppError::BadRequest("no end date to extend".into())),
         Err(e) => Err(e.into()),
     }

@@ -1,17 +1,16 @@
 //! API keys, `/o/{org}/admin/api-keys`: create (the key is shown once), list with last use, revoke.
 
-use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use actix_web::{HttpResponse, get, post, web};
 use askama::Template;
 use serde::Deserialize;
 use time::{Date, PrimitiveDateTime, Time};
 
-use super::require_admin;
-use crate::auth::SignedIn;
 use crate::db::models::Organization;
 use crate::error::AppError;
 use crate::services::{ServiceError, api_keys};
 use crate::state::AppState;
-use crate::web::{Ctx, Errors, actor, invalid, ok, see_other, with_conn};
+use crate::web::extract::{OrgAdmin, OrgContext};
+use crate::web::{Ctx, Errors, invalid, ok, see_other, with_conn};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(list).service(create).service(revoke);
@@ -89,11 +88,10 @@ async fn rows(state: &web::Data<AppState>, ctx: &Ctx, org_id: &str) -> Result<Ve
 async fn list(
     state: web::Data<AppState>,
     ctx: Ctx,
-    user: SignedIn,
-    slug: web::Path<String>,
+    caller: OrgAdmin,
     q: web::Query<NoticeQuery>,
 ) -> Result<HttpResponse, AppError> {
-    let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
+    let OrgContext { org, .. } = caller.0;
     let rows = rows(&state, &ctx, &org.id).await?;
     let notice = match q.done.as_deref() {
         Some("revoked") => Some("api.notice_revoked"),
@@ -129,19 +127,17 @@ fn parse_expiry(text: &str) -> Result<Option<PrimitiveDateTime>, &'static str> {
 /// Creates a key and shows it once.
 #[post("/o/{org}/admin/api-keys")]
 async fn create(
-    req: HttpRequest,
     state: web::Data<AppState>,
     ctx: Ctx,
-    user: SignedIn,
-    slug: web::Path<String>,
+    caller: OrgAdmin,
     form: web::Form<KeyForm>,
 ) -> Result<HttpResponse, AppError> {
-    let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
+    let OrgContext { org, user, actor: act, .. } = caller.0;
     let form = form.into_inner();
     let result = match parse_expiry(&form.expires) {
         Err(key) => Err(ServiceError::field("expires", key)),
         Ok(expires) => {
-            let (o, name, uid, act) = (org.clone(), form.name.clone(), user.0.id.clone(), actor(&req, Some(&user.0)));
+            let (o, name, uid, act) = (org.clone(), form.name.clone(), user.id.clone(), act.clone());
             with_conn(&state, move |c| Ok(api_keys::create(c, &o, &name, &uid, expires, &act))).await?
         }
     };
@@ -179,14 +175,13 @@ async fn create(
 /// Revokes a key; it stops working at once.
 #[post("/o/{org}/admin/api-keys/{id}/revoke")]
 async fn revoke(
-    req: HttpRequest,
     state: web::Data<AppState>,
-    user: SignedIn,
+    caller: OrgAdmin,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, AppError> {
-    let (slug, id) = path.into_inner();
-    let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
-    let (org_id, act) = (org.id.clone(), actor(&req, Some(&user.0)));
+    let (_, id) = path.into_inner();
+    let OrgContext { org, actor: act, .. } = caller.0;
+    let (org_id, act) = (org.id.clone(), act.clone());
     with_conn(&state, move |c| Ok(api_keys::revoke(c, &org_id, &id, &act)?)).await?;
     Ok(see_other(&format!("/o/{}/admin/api-keys?done=revoked", org.slug)))
 }

@@ -4,21 +4,20 @@
 //! middleware does not read multipart bodies.
 
 use actix_multipart::Multipart;
-use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use actix_web::{HttpResponse, get, post, web};
 use askama::Template;
 use serde::Deserialize;
 
-use super::require_admin;
 use super::upload::{self, UploadForm};
-use crate::auth::SignedIn;
 use crate::db::models::Organization;
 use crate::domain::icon::MAX_ICON_BYTES;
 use crate::error::AppError;
 use crate::services::apps::{self, AppInput, AppSummary, Assignee};
 use crate::services::{ServiceError, groups};
 use crate::state::AppState;
+use crate::web::extract::{OrgAdmin, OrgContext};
 use crate::web::member::AppTile;
-use crate::web::{Ctx, Errors, actor, invalid, ok, see_other, with_conn};
+use crate::web::{Ctx, Errors, invalid, ok, see_other, with_conn};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(list)
@@ -179,11 +178,10 @@ fn detail_page(ctx: Ctx, org: Organization, data: AppData, form: Option<(AppForm
 async fn list(
     state: web::Data<AppState>,
     ctx: Ctx,
-    user: SignedIn,
-    slug: web::Path<String>,
+    caller: OrgAdmin,
     q: web::Query<NoticeQuery>,
 ) -> Result<HttpResponse, AppError> {
-    let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
+    let OrgContext { org, .. } = caller.0;
     let org_id = org.id.clone();
     let all = with_conn(&state, move |c| Ok(apps::list(c, &org_id)?)).await?;
     let tiles = all.iter().map(|a| AppTile::new(&org.slug, a)).collect();
@@ -192,33 +190,26 @@ async fn list(
 
 /// The form for a new app.
 #[get("/o/{org}/admin/apps/new")]
-async fn new_page(
-    state: web::Data<AppState>,
-    ctx: Ctx,
-    user: SignedIn,
-    slug: web::Path<String>,
-) -> Result<HttpResponse, AppError> {
-    let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
+async fn new_page(ctx: Ctx, caller: OrgAdmin) -> Result<HttpResponse, AppError> {
+    let OrgContext { org, .. } = caller.0;
     ok(&NewPage { ctx, org, section: "apps", form: AppForm::default(), errors: Errors::default() })
 }
 
 /// Creates an app (multipart: the icon is a file).
 #[post("/o/{org}/admin/apps")]
 async fn create(
-    req: HttpRequest,
     state: web::Data<AppState>,
     ctx: Ctx,
-    user: SignedIn,
-    slug: web::Path<String>,
+    caller: OrgAdmin,
     body: Multipart,
 ) -> Result<HttpResponse, AppError> {
-    let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
+    let OrgContext { org, actor: act, .. } = caller.0;
     let (form, input) = read_app_form(body).await?;
     let valid = match apps::validate(&input) {
         Ok(v) => v,
         Err(errors) => return invalid(&NewPage { ctx, org, section: "apps", form, errors: Errors(errors) }),
     };
-    let (act, org_id) = (actor(&req, Some(&user.0)), org.id.clone());
+    let (act, org_id) = (act.clone(), org.id.clone());
     let app = with_conn(&state, move |c| Ok(apps::create(c, &org_id, &valid, &act)?)).await?;
     Ok(see_other(&format!("/o/{}/admin/apps/{}?done=created", org.slug, app.id)))
 }
@@ -228,12 +219,12 @@ async fn create(
 async fn detail(
     state: web::Data<AppState>,
     ctx: Ctx,
-    user: SignedIn,
+    caller: OrgAdmin,
     path: web::Path<(String, String)>,
     q: web::Query<NoticeQuery>,
 ) -> Result<HttpResponse, AppError> {
-    let (slug, id) = path.into_inner();
-    let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
+    let (_, id) = path.into_inner();
+    let OrgContext { org, .. } = caller.0;
     let data = load_app(&state, &org.id, &id).await?;
     let mut page = detail_page(ctx, org, data, None);
     page.notice = notice_key(q.done.as_deref());
@@ -243,22 +234,21 @@ async fn detail(
 /// Saves the app (multipart: a new icon may come with it).
 #[post("/o/{org}/admin/apps/{id}")]
 async fn update(
-    req: HttpRequest,
     state: web::Data<AppState>,
     ctx: Ctx,
-    user: SignedIn,
+    caller: OrgAdmin,
     path: web::Path<(String, String)>,
     body: Multipart,
 ) -> Result<HttpResponse, AppError> {
-    let (slug, id) = path.into_inner();
-    let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
+    let (_, id) = path.into_inner();
+    let OrgContext { org, actor: act, .. } = caller.0;
     let data = load_app(&state, &org.id, &id).await?;
     let (form, input) = read_app_form(body).await?;
     let valid = match apps::validate(&input) {
         Ok(v) => v,
         Err(errors) => return invalid(&detail_page(ctx, org, data, Some((form, Errors(errors))))),
     };
-    let (act, org_id) = (actor(&req, Some(&user.0)), org.id.clone());
+    let (act, org_id) = (act.clone(), org.id.clone());
     with_conn(&state, move |c| Ok(apps::update(c, &org_id, &id, &valid, &act)?)).await?;
     Ok(see_other(&format!("/o/{}/admin/apps/{}?done=saved", org.slug, data.app.id)))
 }
@@ -268,11 +258,11 @@ async fn update(
 async fn delete_page(
     state: web::Data<AppState>,
     ctx: Ctx,
-    user: SignedIn,
+    caller: OrgAdmin,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, AppError> {
-    let (slug, id) = path.into_inner();
-    let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
+    let (_, id) = path.into_inner();
+    let OrgContext { org, .. } = caller.0;
     let org_id = org.id.clone();
     let app = with_conn(&state, move |c| apps::find(c, &org_id, &id)?.ok_or(AppError::NotFound)).await?;
     ok(&DeletePage { tile: AppTile::new(&org.slug, &app), ctx, org, section: "apps" })
@@ -281,14 +271,13 @@ async fn delete_page(
 /// Deletes the app and its assignments.
 #[post("/o/{org}/admin/apps/{id}/delete")]
 async fn delete(
-    req: HttpRequest,
     state: web::Data<AppState>,
-    user: SignedIn,
+    caller: OrgAdmin,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, AppError> {
-    let (slug, id) = path.into_inner();
-    let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
-    let (act, org_id) = (actor(&req, Some(&user.0)), org.id.clone());
+    let (_, id) = path.into_inner();
+    let OrgContext { org, actor: act, .. } = caller.0;
+    let (act, org_id) = (act.clone(), org.id.clone());
     with_conn(&state, move |c| Ok(apps::delete(c, &org_id, &id, &act)?)).await?;
     Ok(see_other(&format!("/o/{}/admin/apps?done=deleted", org.slug)))
 }
@@ -302,17 +291,16 @@ struct PersonForm {
 /// Gives the app to a person of the organization, named by email address.
 #[post("/o/{org}/admin/apps/{id}/assign")]
 async fn assign_person(
-    req: HttpRequest,
     state: web::Data<AppState>,
     ctx: Ctx,
-    user: SignedIn,
+    caller: OrgAdmin,
     path: web::Path<(String, String)>,
     form: web::Form<PersonForm>,
 ) -> Result<HttpResponse, AppError> {
-    let (slug, id) = path.into_inner();
-    let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
+    let (_, id) = path.into_inner();
+    let OrgContext { org, actor: act, .. } = caller.0;
     let email = form.into_inner().email;
-    let (act, org_id, aid, typed) = (actor(&req, Some(&user.0)), org.id.clone(), id.clone(), email.clone());
+    let (act, org_id, aid, typed) = (act.clone(), org.id.clone(), id.clone(), email.clone());
     match with_conn(&state, move |c| Ok(apps::assign_by_email(c, &org_id, &aid, &typed, &act))).await? {
         Ok(()) => Ok(see_other(&format!("/o/{}/admin/apps/{id}?done=assigned", org.slug))),
         Err(ServiceError::Invalid(errors)) => {
@@ -335,17 +323,16 @@ struct GroupChoice {
 /// Gives the app to a group of the organization.
 #[post("/o/{org}/admin/apps/{id}/assign-group")]
 async fn assign_group(
-    req: HttpRequest,
     state: web::Data<AppState>,
     ctx: Ctx,
-    user: SignedIn,
+    caller: OrgAdmin,
     path: web::Path<(String, String)>,
     form: web::Form<GroupChoice>,
 ) -> Result<HttpResponse, AppError> {
-    let (slug, id) = path.into_inner();
-    let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
+    let (_, id) = path.into_inner();
+    let OrgContext { org, actor: act, .. } = caller.0;
     let group_id = form.into_inner().group_id;
-    let (act, org_id, aid) = (actor(&req, Some(&user.0)), org.id.clone(), id.clone());
+    let (act, org_id, aid) = (act.clone(), org.id.clone(), id.clone());
     match with_conn(&state, move |c| Ok(apps::assign_group(c, &org_id, &aid, &group_id, &act))).await? {
         Ok(()) => Ok(see_other(&format!("/o/{}/admin/apps/{id}?done=assigned", org.slug))),
         Err(ServiceError::Invalid(errors)) => {
@@ -361,14 +348,13 @@ async fn assign_group(
 /// Takes an assignment back.
 #[post("/o/{org}/admin/apps/{id}/assignments/{assignment}/remove")]
 async fn unassign(
-    req: HttpRequest,
     state: web::Data<AppState>,
-    user: SignedIn,
+    caller: OrgAdmin,
     path: web::Path<(String, String, String)>,
 ) -> Result<HttpResponse, AppError> {
-    let (slug, id, assignment) = path.into_inner();
-    let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
-    let (act, org_id, aid) = (actor(&req, Some(&user.0)), org.id.clone(), id.clone());
+    let (_, id, assignment) = path.into_inner();
+    let OrgContext { org, actor: act, .. } = caller.0;
+    let (act, org_id, aid) = (act.clone(), org.id.clone(), id.clone());
     with_conn(&state, move |c| Ok(apps::unassign(c, &org_id, &aid, &assignment, &act)?)).await?;
     Ok(see_other(&format!("/o/{}/admin/apps/{id}?done=unassigned", org.slug)))
 }

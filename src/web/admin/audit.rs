@@ -8,14 +8,13 @@ use futures_util::stream;
 use serde::Deserialize;
 use time::PrimitiveDateTime;
 
-use super::require_admin;
-use crate::auth::SignedIn;
 use crate::db::models::Organization;
 use crate::error::AppError;
 use crate::i18n::Tr;
 use crate::services::audit::action;
 use crate::services::audit_log::{self, AuditFilter, AuditQuery, AuditRow, EXPORT_BATCH, PAGE_SIZE, inert_cell};
 use crate::state::AppState;
+use crate::web::extract::{OrgAdmin, OrgContext};
 use crate::web::{Ctx, Errors, decode_cursor, encode_cursor, invalid, ok, with_conn};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -202,11 +201,10 @@ fn page(ctx: Ctx, org: Organization, form: AuditQuery, errors: Errors) -> AuditP
 async fn list(
     state: web::Data<AppState>,
     ctx: Ctx,
-    user: SignedIn,
-    slug: web::Path<String>,
+    caller: OrgAdmin,
     params: web::Query<Params>,
 ) -> Result<HttpResponse, AppError> {
-    let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
+    let OrgContext { org, .. } = caller.0;
     let form = params.query();
     let filter = match form.validate() {
         Ok(f) => f,
@@ -285,11 +283,10 @@ enum Export {
 async fn export(
     state: web::Data<AppState>,
     ctx: Ctx,
-    user: SignedIn,
-    slug: web::Path<String>,
+    caller: OrgAdmin,
     params: web::Query<Params>,
 ) -> Result<HttpResponse, AppError> {
-    let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
+    let OrgContext { org, .. } = caller.0;
     let form = params.query();
     let filter: AuditFilter = match form.validate() {
         Ok(f) => f,

@@ -7,13 +7,11 @@
 use actix_multipart::Multipart;
 use actix_web::http::header;
 use actix_web::web::Bytes;
-use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use actix_web::{HttpResponse, get, post, web};
 use askama::Template;
 use futures_util::stream;
 
-use super::require_admin;
 use super::upload;
-use crate::auth::SignedIn;
 use crate::db::models::{BulkJob, Organization};
 use crate::domain::{JobStatus, RowStatus};
 use crate::error::AppError;
@@ -22,7 +20,8 @@ use crate::services::audit_log::inert_cell;
 use crate::services::bulk::{self, jobs};
 use crate::services::{FieldErrors, policy};
 use crate::state::AppState;
-use crate::web::{Ctx, Errors, actor, invalid, ok, see_other, with_conn};
+use crate::web::extract::{OrgAdmin, OrgContext};
+use crate::web::{Ctx, Errors, invalid, ok, see_other, with_conn};
 
 /// Problem rows shown on the page; the results file has them all.
 const PROBLEMS_SHOWN: i64 = 200;
@@ -133,24 +132,15 @@ async fn index_page(
 
 /// The upload form and the recent jobs.
 #[get("/o/{org}/admin/bulk")]
-async fn index(
-    state: web::Data<AppState>,
-    ctx: Ctx,
-    user: SignedIn,
-    slug: web::Path<String>,
-) -> Result<HttpResponse, AppError> {
-    let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
+async fn index(state: web::Data<AppState>, ctx: Ctx, caller: OrgAdmin) -> Result<HttpResponse, AppError> {
+    let OrgContext { org, .. } = caller.0;
     ok(&index_page(&state, ctx, org, Errors::default()).await?)
 }
 
 /// The CSV template (Azure's layout plus our optional columns).
 #[get("/o/{org}/admin/bulk/template.csv")]
-async fn template(
-    state: web::Data<AppState>,
-    user: SignedIn,
-    slug: web::Path<String>,
-) -> Result<HttpResponse, AppError> {
-    let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
+async fn template(state: web::Data<AppState>, caller: OrgAdmin) -> Result<HttpResponse, AppError> {
+    let OrgContext { org, .. } = caller.0;
     let my_apps = crate::domain::links::my_apps_url(&state.settings.public_url, &org.slug);
     Ok(HttpResponse::Ok()
         .content_type("text/csv; charset=utf-8")
@@ -161,14 +151,12 @@ async fn template(
 /// Reads and checks the file, stores the preview, and shows it. Nothing is invited yet.
 #[post("/o/{org}/admin/bulk")]
 async fn upload_file(
-    req: HttpRequest,
     state: web::Data<AppState>,
     ctx: Ctx,
-    user: SignedIn,
-    slug: web::Path<String>,
+    caller: OrgAdmin,
     body: Multipart,
 ) -> Result<HttpResponse, AppError> {
-    let (org, membership) = require_admin(&state, &slug, &user.0.id).await?;
+    let OrgContext { org, membership, user, actor: act } = caller.0;
     if !policy::may_invite(&org, &membership) {
         return Err(AppError::Forbidden);
     }
@@ -184,7 +172,7 @@ async fn upload_file(
         Ok(rows) => rows,
         Err(key) => return invalid(&index_page(&state, ctx, org, Errors(refuse(key))).await?),
     };
-    let (act, org_id, uid) = (actor(&req, Some(&user.0)), org.id.clone(), user.0.id.clone());
+    let (act, org_id, uid) = (act.clone(), org.id.clone(), user.id.clone());
     let job = with_conn(&state, move |c| Ok(jobs::create_preview(c, &org_id, &uid, "", rows, &act)?)).await?;
     Ok(see_other(&format!("/o/{}/admin/bulk/{}", org.slug, job.id)))
 }
@@ -194,11 +182,11 @@ async fn upload_file(
 async fn job_page(
     state: web::Data<AppState>,
     ctx: Ctx,
-    user: SignedIn,
+    caller: OrgAdmin,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, AppError> {
-    let (slug, job_id) = path.into_inner();
-    let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
+    let (_, job_id) = path.into_inner();
+    let OrgContext { org, .. } = caller.0;
     let org_id = org.id.clone();
     let (job, rows) = with_conn(&state, move |c| {
         let job = jobs::find(c, &org_id, &job_id)?.ok_or(AppError::NotFound)?;
@@ -231,17 +219,16 @@ async fn job_page(
 /// Confirms a previewed job: the background worker starts inviting.
 #[post("/o/{org}/admin/bulk/{job}/start")]
 async fn start(
-    req: HttpRequest,
     state: web::Data<AppState>,
-    user: SignedIn,
+    caller: OrgAdmin,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, AppError> {
-    let (slug, job_id) = path.into_inner();
-    let (org, membership) = require_admin(&state, &slug, &user.0.id).await?;
+    let (_, job_id) = path.into_inner();
+    let OrgContext { org, membership, actor: act, .. } = caller.0;
     if !policy::may_invite(&org, &membership) {
         return Err(AppError::Forbidden);
     }
-    let (act, org_id, id) = (actor(&req, Some(&user.0)), org.id.clone(), job_id.clone());
+    let (act, org_id, id) = (act.clone(), org.id.clone(), job_id.clone());
     with_conn(&state, move |c| Ok(jobs::start(c, &org_id, &id, &act)?)).await?;
     state.bulk_wake.notify_one();
     Ok(see_other(&format!("/o/{}/admin/bulk/{}", org.slug, job_id)))
@@ -251,11 +238,11 @@ async fn start(
 #[post("/o/{org}/admin/bulk/{job}/cancel")]
 async fn cancel(
     state: web::Data<AppState>,
-    user: SignedIn,
+    caller: OrgAdmin,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, AppError> {
-    let (slug, job_id) = path.into_inner();
-    let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
+    let (_, job_id) = path.into_inner();
+    let OrgContext { org, .. } = caller.0;
     let (org_id, id) = (org.id.clone(), job_id.clone());
     with_conn(&state, move |c| Ok(jobs::cancel(c, &org_id, &id)?)).await?;
     Ok(see_other(&format!("/o/{}/admin/bulk/{}", org.slug, job_id)))
@@ -283,11 +270,11 @@ fn results_chunk(tr: &Tr, header: bool, rows: &[crate::db::models::BulkRow]) -> 
 async fn results(
     state: web::Data<AppState>,
     ctx: Ctx,
-    user: SignedIn,
+    caller: OrgAdmin,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, AppError> {
-    let (slug, job_id) = path.into_inner();
-    let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
+    let (_, job_id) = path.into_inner();
+    let OrgContext { org, .. } = caller.0;
     let (org_id, id) = (org.id.clone(), job_id.clone());
     let job = with_conn(&state, move |c| jobs::find(c, &org_id, &id)?.ok_or(AppError::NotFound)).await?;
     let (st, tr) = (state.clone(), ctx.tr);

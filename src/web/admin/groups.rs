@@ -1,17 +1,17 @@
 //! Groups: list and create, the group page (rename, members and owners), delete.
 
-use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use actix_web::{HttpResponse, get, post, web};
 use askama::Template;
 use serde::Deserialize;
 
-use super::{require_admin, state_key, type_key};
-use crate::auth::SignedIn;
+use super::{state_key, type_key};
 use crate::db::models::{Group, Organization};
 use crate::error::AppError;
 use crate::services::ServiceError;
 use crate::services::groups::{self, GroupInput, MemberRow};
 use crate::state::AppState;
-use crate::web::{Ctx, Errors, actor, invalid, ok, see_other, with_conn};
+use crate::web::extract::{OrgAdmin, OrgContext};
+use crate::web::{Ctx, Errors, invalid, ok, see_other, with_conn};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(list)
@@ -173,11 +173,10 @@ async fn load_group(
 async fn list(
     state: web::Data<AppState>,
     ctx: Ctx,
-    user: SignedIn,
-    slug: web::Path<String>,
+    caller: OrgAdmin,
     q: web::Query<NoticeQuery>,
 ) -> Result<HttpResponse, AppError> {
-    let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
+    let OrgContext { org, .. } = caller.0;
     let rows = list_rows(&state, &org.id).await?;
     let notice = notice_key(q.done.as_deref());
     ok(&ListPage { ctx, org, section: "groups", rows, form: GroupForm::default(), errors: Errors::default(), notice })
@@ -186,16 +185,14 @@ async fn list(
 /// Creates a group and opens its page.
 #[post("/o/{org}/admin/groups")]
 async fn create(
-    req: HttpRequest,
     state: web::Data<AppState>,
     ctx: Ctx,
-    user: SignedIn,
-    slug: web::Path<String>,
+    caller: OrgAdmin,
     form: web::Form<GroupForm>,
 ) -> Result<HttpResponse, AppError> {
-    let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
+    let OrgContext { org, actor: act, .. } = caller.0;
     let form = form.into_inner();
-    let (input, act, org_id) = (form.input(), actor(&req, Some(&user.0)), org.id.clone());
+    let (input, act, org_id) = (form.input(), act.clone(), org.id.clone());
     match with_conn(&state, move |c| Ok(groups::create(c, &org_id, &input, &act))).await? {
         Ok(g) => Ok(see_other(&format!("/o/{}/admin/groups/{}?done=created", org.slug, g.id))),
         Err(ServiceError::Invalid(errors)) => {
@@ -211,12 +208,12 @@ async fn create(
 async fn detail(
     state: web::Data<AppState>,
     ctx: Ctx,
-    user: SignedIn,
+    caller: OrgAdmin,
     path: web::Path<(String, String)>,
     q: web::Query<NoticeQuery>,
 ) -> Result<HttpResponse, AppError> {
-    let (slug, id) = path.into_inner();
-    let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
+    let (_, id) = path.into_inner();
+    let OrgContext { org, .. } = caller.0;
     let (group, people) = load_group(&state, &org.id, &id).await?;
     let rename = GroupForm { name: group.name.clone(), description: group.description.clone() };
     ok(&DetailPage {
@@ -236,17 +233,16 @@ async fn detail(
 /// Renames the group (and sets its description).
 #[post("/o/{org}/admin/groups/{id}")]
 async fn rename_group(
-    req: HttpRequest,
     state: web::Data<AppState>,
     ctx: Ctx,
-    user: SignedIn,
+    caller: OrgAdmin,
     path: web::Path<(String, String)>,
     form: web::Form<GroupForm>,
 ) -> Result<HttpResponse, AppError> {
-    let (slug, id) = path.into_inner();
-    let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
+    let (_, id) = path.into_inner();
+    let OrgContext { org, actor: act, .. } = caller.0;
     let form = form.into_inner();
-    let (input, act, org_id, gid) = (form.input(), actor(&req, Some(&user.0)), org.id.clone(), id.clone());
+    let (input, act, org_id, gid) = (form.input(), act.clone(), org.id.clone(), id.clone());
     match with_conn(&state, move |c| Ok(groups::rename(c, &org_id, &gid, &input, &act))).await? {
         Ok(_) => Ok(see_other(&format!("/o/{}/admin/groups/{id}?done=renamed", org.slug))),
         Err(ServiceError::Invalid(errors)) => {
@@ -273,11 +269,11 @@ async fn rename_group(
 async fn delete_page(
     state: web::Data<AppState>,
     ctx: Ctx,
-    user: SignedIn,
+    caller: OrgAdmin,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, AppError> {
-    let (slug, id) = path.into_inner();
-    let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
+    let (_, id) = path.into_inner();
+    let OrgContext { org, .. } = caller.0;
     let (group, people) = load_group(&state, &org.id, &id).await?;
     ok(&DeletePage { ctx, org, section: "groups", group, members: people.len() })
 }
@@ -285,14 +281,13 @@ async fn delete_page(
 /// Deletes the group; its people stay in the organization.
 #[post("/o/{org}/admin/groups/{id}/delete")]
 async fn delete(
-    req: HttpRequest,
     state: web::Data<AppState>,
-    user: SignedIn,
+    caller: OrgAdmin,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, AppError> {
-    let (slug, id) = path.into_inner();
-    let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
-    let (act, org_id) = (actor(&req, Some(&user.0)), org.id.clone());
+    let (_, id) = path.into_inner();
+    let OrgContext { org, actor: act, .. } = caller.0;
+    let (act, org_id) = (act.clone(), org.id.clone());
     with_conn(&state, move |c| Ok(groups::delete(c, &org_id, &id, &act)?)).await?;
     Ok(see_other(&format!("/o/{}/admin/groups?done=deleted", org.slug)))
 }
@@ -300,18 +295,17 @@ async fn delete(
 /// Adds a person of the organization (by email address) as member or owner.
 #[post("/o/{org}/admin/groups/{id}/members")]
 async fn add_member(
-    req: HttpRequest,
     state: web::Data<AppState>,
     ctx: Ctx,
-    user: SignedIn,
+    caller: OrgAdmin,
     path: web::Path<(String, String)>,
     form: web::Form<AddForm>,
 ) -> Result<HttpResponse, AppError> {
-    let (slug, id) = path.into_inner();
-    let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
+    let (_, id) = path.into_inner();
+    let OrgContext { org, actor: act, .. } = caller.0;
     let form = form.into_inner();
     let (email, owner) = (form.email.clone(), form.role == "owner");
-    let (act, org_id, gid) = (actor(&req, Some(&user.0)), org.id.clone(), id.clone());
+    let (act, org_id, gid) = (act.clone(), org.id.clone(), id.clone());
     match with_conn(&state, move |c| Ok(groups::add_person(c, &org_id, &gid, &email, owner, &act))).await? {
         Ok(()) => Ok(see_other(&format!("/o/{}/admin/groups/{id}?done=added", org.slug))),
         Err(ServiceError::Invalid(errors)) => {
@@ -337,14 +331,13 @@ async fn add_member(
 /// Takes a person out of the group.
 #[post("/o/{org}/admin/groups/{id}/members/{membership}/remove")]
 async fn remove_member(
-    req: HttpRequest,
     state: web::Data<AppState>,
-    user: SignedIn,
+    caller: OrgAdmin,
     path: web::Path<(String, String, String)>,
 ) -> Result<HttpResponse, AppError> {
-    let (slug, id, membership) = path.into_inner();
-    let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
-    let (act, org_id, gid) = (actor(&req, Some(&user.0)), org.id.clone(), id.clone());
+    let (_, id, membership) = path.into_inner();
+    let OrgContext { org, actor: act, .. } = caller.0;
+    let (act, org_id, gid) = (act.clone(), org.id.clone(), id.clone());
     with_conn(&state, move |c| Ok(groups::remove_member(c, &org_id, &gid, &membership, &act)?)).await?;
     Ok(see_other(&format!("/o/{}/admin/groups/{id}?done=removed", org.slug)))
 }
@@ -359,16 +352,15 @@ struct OwnerForm {
 /// Makes a member an owner, or an owner a plain member.
 #[post("/o/{org}/admin/groups/{id}/members/{membership}/owner")]
 async fn set_owner(
-    req: HttpRequest,
     state: web::Data<AppState>,
-    user: SignedIn,
+    caller: OrgAdmin,
     path: web::Path<(String, String, String)>,
     form: web::Form<OwnerForm>,
 ) -> Result<HttpResponse, AppError> {
-    let (slug, id, membership) = path.into_inner();
-    let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
+    let (_, id, membership) = path.into_inner();
+    let OrgContext { org, actor: act, .. } = caller.0;
     let owner = form.owner == "true";
-    let (act, org_id, gid) = (actor(&req, Some(&user.0)), org.id.clone(), id.clone());
+    let (act, org_id, gid) = (act.clone(), org.id.clone(), id.clone());
     with_conn(&state, move |c| Ok(groups::set_owner(c, &org_id, &gid, &membership, owner, &act)?)).await?;
     Ok(see_other(&format!("/o/{}/admin/groups/{id}?done=owner", org.slug)))
 }

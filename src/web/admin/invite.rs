@@ -1,18 +1,17 @@
 //! The admin invite form.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use actix_web::{HttpResponse, get, post, web};
 use askama::Template;
 
-use super::require_admin;
-use crate::auth::SignedIn;
 use crate::db::models::Organization;
 use crate::error::AppError;
 use crate::services::invitations::{Channel, Targets};
 use crate::services::{FieldErrors, policy};
 use crate::state::AppState;
+use crate::web::extract::{OrgAdmin, OrgContext};
 use crate::web::inviting::{InviteForm, Refusal, load_targets, submit};
-use crate::web::{Ctx, Errors, actor, ok, render, see_other};
+use crate::web::{Ctx, Errors, ok, render, see_other};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(invite_page).service(invite);
@@ -43,13 +42,8 @@ struct LinkPage {
 }
 
 #[get("/o/{org}/admin/invite")]
-async fn invite_page(
-    state: web::Data<AppState>,
-    ctx: Ctx,
-    user: SignedIn,
-    slug: web::Path<String>,
-) -> Result<HttpResponse, AppError> {
-    let (org, membership) = require_admin(&state, &slug, &user.0.id).await?;
+async fn invite_page(state: web::Data<AppState>, ctx: Ctx, caller: OrgAdmin) -> Result<HttpResponse, AppError> {
+    let OrgContext { org, membership, .. } = caller.0;
     if !policy::may_invite(&org, &membership) {
         return Err(AppError::Forbidden);
     }
@@ -68,16 +62,13 @@ async fn invite_page(
 
 #[post("/o/{org}/admin/invite")]
 async fn invite(
-    req: HttpRequest,
     state: web::Data<AppState>,
     ctx: Ctx,
-    user: SignedIn,
-    slug: web::Path<String>,
+    caller: OrgAdmin,
     pairs: web::Form<Vec<(String, String)>>,
 ) -> Result<HttpResponse, AppError> {
-    let (org, membership) = require_admin(&state, &slug, &user.0.id).await?;
+    let OrgContext { org, membership, actor: act, .. } = caller.0;
     let form = InviteForm::from_pairs(pairs.into_inner())?;
-    let act = actor(&req, Some(&user.0));
     let outcome = submit(&state, &org, &membership, &form, act, Channel::Console).await?;
     let page = |status: StatusCode, errors: FieldErrors, notice: Option<&'static str>, targets: Targets| {
         render(

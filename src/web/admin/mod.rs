@@ -14,13 +14,9 @@ pub mod users;
 use actix_web::web;
 use diesel::prelude::*;
 
-use crate::db::models::{Membership, Organization};
+use crate::db::models::Membership;
 use crate::db::schema::memberships;
-use crate::domain::{MembershipState, Role};
-use crate::error::AppError;
-use crate::services::orgs;
-use crate::state::AppState;
-use crate::web::with_conn;
+use crate::domain::MembershipState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     users::routes(cfg);
@@ -32,24 +28,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     audit::routes(cfg);
     bulk::routes(cfg);
     api_keys::routes(cfg);
-}
-
-/// The org and the caller's admin membership; 404 for everyone else, so that the console of
-/// an organization one does not administer does not even seem to exist.
-pub async fn require_admin(
-    state: &web::Data<AppState>,
-    slug: &str,
-    user_id: &str,
-) -> Result<(Organization, Membership), AppError> {
-    let (slug, uid) = (slug.to_owned(), user_id.to_owned());
-    with_conn(state, move |c| {
-        let org = orgs::find_by_slug(c, &slug)?.ok_or(AppError::NotFound)?;
-        let m = orgs::membership_of(c, &org.id, &uid)?
-            .filter(|m| orgs::is_active(m) && m.role == Role::Admin)
-            .ok_or(AppError::NotFound)?;
-        Ok((org, m))
-    })
-    .await
 }
 
 /// Counts for the console home: members, guests, pending.

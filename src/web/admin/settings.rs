@@ -1,17 +1,16 @@
 //! Organization settings.
 
-use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use actix_web::{HttpResponse, get, post, web};
 use askama::Template;
 use serde::Deserialize;
 
-use super::require_admin;
-use crate::auth::SignedIn;
 use crate::db::models::Organization;
 use crate::error::AppError;
 use crate::services::ServiceError;
 use crate::services::orgs::{self, SettingsInput};
 use crate::state::AppState;
-use crate::web::{Ctx, Errors, actor, invalid, ok, see_other, with_conn};
+use crate::web::extract::{OrgAdmin, OrgContext};
+use crate::web::{Ctx, Errors, invalid, ok, see_other, with_conn};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(settings_page).service(save_settings);
@@ -60,14 +59,8 @@ struct SavedQuery {
 }
 
 #[get("/o/{org}/admin/settings")]
-async fn settings_page(
-    state: web::Data<AppState>,
-    ctx: Ctx,
-    user: SignedIn,
-    slug: web::Path<String>,
-    q: web::Query<SavedQuery>,
-) -> Result<HttpResponse, AppError> {
-    let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
+async fn settings_page(ctx: Ctx, caller: OrgAdmin, q: web::Query<SavedQuery>) -> Result<HttpResponse, AppError> {
+    let OrgContext { org, .. } = caller.0;
     let form = SettingsForm {
         name: org.name.clone(),
         privacy_url: org.privacy_url.clone().unwrap_or_default(),
@@ -94,14 +87,12 @@ async fn settings_page(
 
 #[post("/o/{org}/admin/settings")]
 async fn save_settings(
-    req: HttpRequest,
     state: web::Data<AppState>,
     ctx: Ctx,
-    user: SignedIn,
-    slug: web::Path<String>,
+    caller: OrgAdmin,
     form: web::Form<SettingsForm>,
 ) -> Result<HttpResponse, AppError> {
-    let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
+    let OrgContext { org, actor: act, .. } = caller.0;
     let form = form.into_inner();
     let input = SettingsInput {
         name: form.name.clone(),
@@ -116,7 +107,6 @@ async fn save_settings(
         invites_per_hour: form.invites_per_hour.clone(),
         guest_access_days: form.guest_access_days.clone(),
     };
-    let act = actor(&req, Some(&user.0));
     let o = org.clone();
     let result = with_conn(&state, move |c| Ok(orgs::update_settings(c, &o, &input, &act))).await?;
     match result {

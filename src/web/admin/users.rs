@@ -1,12 +1,11 @@
 //! Users list, guest page and the lifecycle actions on them.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use actix_web::{HttpResponse, get, post, web};
 use askama::Template;
 use serde::Deserialize;
 
-use super::{counts, mail_key, require_admin, state_key, type_key};
-use crate::auth::SignedIn;
+use super::{counts, mail_key, state_key, type_key};
 use crate::db::models::Organization;
 use crate::domain::{InvitationStatus, MembershipState, Role};
 use crate::error::AppError;
@@ -14,7 +13,8 @@ use crate::services::invitations::{self, Inviter};
 use crate::services::users::{self, UserFilter};
 use crate::services::{FieldErrors, ServiceError, accounts};
 use crate::state::AppState;
-use crate::web::{Ctx, Errors, actor, decode_cursor, encode_cursor, ok, render, see_other, with_conn};
+use crate::web::extract::{OrgAdmin, OrgContext};
+use crate::web::{Ctx, Errors, decode_cursor, encode_cursor, ok, render, see_other, with_conn};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(console_home).service(list).service(detail).service(resend).service(revoke).service(remove);
@@ -32,13 +32,8 @@ struct HomePage {
 }
 
 #[get("/o/{org}/admin")]
-async fn console_home(
-    state: web::Data<AppState>,
-    ctx: Ctx,
-    user: SignedIn,
-    slug: web::Path<String>,
-) -> Result<HttpResponse, AppError> {
-    let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
+async fn console_home(state: web::Data<AppState>, ctx: Ctx, caller: OrgAdmin) -> Result<HttpResponse, AppError> {
+    let OrgContext { org, .. } = caller.0;
     let id = org.id.clone();
     let (members, guests, pending) = with_conn(&state, move |c| Ok(counts(c, &id)?)).await?;
     ok(&HomePage { ctx, org, section: "home", members, guests, pending })
@@ -104,11 +99,10 @@ fn query_string(pairs: &[(&str, &str)]) -> String {
 async fn list(
     state: web::Data<AppState>,
     ctx: Ctx,
-    user: SignedIn,
-    slug: web::Path<String>,
+    caller: OrgAdmin,
     q: web::Query<ListQuery>,
 ) -> Result<HttpResponse, AppError> {
-    let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
+    let OrgContext { org, user: _, .. } = caller.0;
     let user_type = q.user_type.clone().filter(|t| crate::domain::UserType::parse(t).is_some()).unwrap_or_default();
     let st = q.state.clone().filter(|s| LIST_STATES.contains(&s.as_str())).unwrap_or_default();
     let search: String = q.q.clone().unwrap_or_default().trim().chars().take(200).collect();
@@ -235,25 +229,15 @@ pub(crate) fn notice_key(done: Option<&str>) -> Option<&'static str> {
 async fn detail(
     state: web::Data<AppState>,
     ctx: Ctx,
-    user: SignedIn,
+    caller: OrgAdmin,
     path: web::Path<(String, String)>,
     q: web::Query<NoticeQuery>,
 ) -> Result<HttpResponse, AppError> {
-    let (slug, id) = path.into_inner();
-    let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
+    let (_, id) = path.into_inner();
+    let OrgContext { org, user, .. } = caller.0;
     let notice = notice_key(q.done.as_deref());
-    show_detail(
-        &state,
-        ctx,
-        org,
-        &user.0.id,
-        id,
-        notice,
-        FieldErrors::default(),
-        LifecycleForm::default(),
-        StatusCode::OK,
-    )
-    .await
+    let view = DetailView { notice, ..DetailView::default() };
+    show_detail(&state, ctx, org, &user.id, id, view).await
 }
 
 /// Values typed into the guest page's lifecycle forms (kept when one is refused).
@@ -264,19 +248,37 @@ pub struct LifecycleForm {
     pub reset_email: String,
 }
 
-/// Renders the guest page, with field errors from a refused action.
-#[allow(clippy::too_many_arguments)]
+/// How the guest page is shown: a notice after an action, or a refused action's field errors
+/// with what was typed.
+#[derive(Debug, Clone)]
+pub struct DetailView {
+    pub notice: Option<&'static str>,
+    pub errors: FieldErrors,
+    pub form: LifecycleForm,
+    pub status: StatusCode,
+}
+
+impl Default for DetailView {
+    fn default() -> Self {
+        DetailView {
+            notice: None,
+            errors: FieldErrors::default(),
+            form: LifecycleForm::default(),
+            status: StatusCode::OK,
+        }
+    }
+}
+
+/// Renders the guest page of membership `id`, as seen by `viewer_id`.
 pub async fn show_detail(
     state: &web::Data<AppState>,
     ctx: Ctx,
     org: Organization,
     viewer_id: &str,
     id: String,
-    notice: Option<&'static str>,
-    errors: FieldErrors,
-    form: LifecycleForm,
-    status: StatusCode,
+    view: DetailView,
 ) -> Result<HttpResponse, AppError> {
+    let DetailView { notice, errors, form, status } = view;
     let org_id = org.id.clone();
     let (d, sponsor) = with_conn(state, move |c| {
         let d = users::detail(c, &org_id, &id)?.ok_or(AppError::NotFound)?;
@@ -371,15 +373,13 @@ async fn membership_of_invitation(
 /// Resend: new token, clock restarted, old link dead.
 #[post("/o/{org}/admin/invitations/{id}/resend")]
 async fn resend(
-    req: HttpRequest,
     state: web::Data<AppState>,
-    user: SignedIn,
+    caller: OrgAdmin,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, AppError> {
-    let (slug, id) = path.into_inner();
-    let (org, membership) = require_admin(&state, &slug, &user.0.id).await?;
+    let (_, id) = path.into_inner();
+    let OrgContext { org, membership, actor: act, .. } = caller.0;
     let membership_id = membership_of_invitation(&state, &org.id, &id).await?;
-    let act = actor(&req, Some(&user.0));
     let (public_url, limit) = (state.settings.public_url.clone(), state.settings.throttle_enabled);
     let (o, m) = (org.clone(), membership.clone());
     let result = with_conn(&state, move |c| {
@@ -397,14 +397,12 @@ async fn resend(
 /// Revoke a pending invitation.
 #[post("/o/{org}/admin/invitations/{id}/revoke")]
 async fn revoke(
-    req: HttpRequest,
     state: web::Data<AppState>,
-    user: SignedIn,
+    caller: OrgAdmin,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, AppError> {
-    let (slug, id) = path.into_inner();
-    let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
-    let act = actor(&req, Some(&user.0));
+    let (_, id) = path.into_inner();
+    let OrgContext { org, actor: act, .. } = caller.0;
     let o = org.clone();
     let result = with_conn(&state, move |c| Ok(invitations::revoke(c, &o, &id, &act))).await?;
     match result {
@@ -417,14 +415,12 @@ async fn revoke(
 /// Remove from the organization (soft delete; sessions end at once).
 #[post("/o/{org}/admin/users/{id}/remove")]
 async fn remove(
-    req: HttpRequest,
     state: web::Data<AppState>,
-    user: SignedIn,
+    caller: OrgAdmin,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, AppError> {
-    let (slug, id) = path.into_inner();
-    let (org, _) = require_admin(&state, &slug, &user.0.id).await?;
-    let act = actor(&req, Some(&user.0));
+    let (_, id) = path.into_inner();
+    let OrgContext { org, actor: act, .. } = caller.0;
     let o = org.clone();
     with_conn(&state, move |c| Ok(users::remove(c, &o, &id, &act)?)).await?;
     Ok(see_other(&format!("/o/{}/admin/users", org.slug)))
