@@ -64,6 +64,8 @@ pub fn prepare_database(settings: &Settings) -> anyhow::Result<Pool> {
     let pool = db::connect(&settings.database_url, 16)?;
     let mut conn = pool.get().context("connecting to the database")?;
     db::run_migrations(&mut conn)?;
+    // The OpenID Connect signing key is made at first start (never logged).
+    crate::services::oidc::keys::ensure_signing_key(&mut conn)?;
     Ok(pool)
 }
 
@@ -153,6 +155,7 @@ impl Application {
             throttles: Throttles::default(),
             mail_wake,
             bulk_wake,
+            oidc: crate::services::oidc::Provider::default(),
         });
         let store = DbSessionStore::new(pool.clone());
 

@@ -111,6 +111,9 @@ pub fn start_session(req: &HttpRequest, session: &Session, user: &User) -> Resul
         session.insert(key, value).map_err(|e| AppError::Internal(anyhow::anyhow!("session: {e}")))
     };
     put(sessions::SID_KEY, PlainToken::generate().expose())?;
+    session
+        .insert(sessions::AUTH_TIME_KEY, time::OffsetDateTime::now_utc().unix_timestamp())
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("session: {e}")))?;
     if let Some(ua) = user_agent {
         put(sessions::USER_AGENT_KEY, &ua)?;
     }
