@@ -148,6 +148,7 @@ impl Application {
         let https = settings.https();
         let session_cookie = settings.cookie_name("vestibule_session");
         let workers = settings.workers;
+        let oidc = crate::services::oidc::Provider::new(Duration::from_millis(settings.oidc_keys_reload_ms));
         let state = web::Data::new(AppState {
             settings,
             pool: pool.clone(),
@@ -155,7 +156,7 @@ impl Application {
             throttles: Throttles::default(),
             mail_wake,
             bulk_wake,
-            oidc: crate::services::oidc::Provider::default(),
+            oidc,
         });
         let store = DbSessionStore::new(pool.clone());
 

@@ -47,6 +47,8 @@ struct SigninPage {
 #[derive(Deserialize)]
 struct NextQuery {
     next: Option<String>,
+    /// OpenID Connect `login_hint`: prefills the address.
+    login_hint: Option<String>,
 }
 
 #[get("/signin")]
@@ -55,7 +57,8 @@ async fn signin_page(ctx: Ctx, q: web::Query<NextQuery>) -> Result<HttpResponse,
     if ctx.user.is_some() {
         return Ok(see_other(&next));
     }
-    ok(&SigninPage { ctx, errors: Errors::default(), problem: None, email: String::new(), next })
+    let email = q.login_hint.clone().filter(|h| h.len() <= 254 && !h.contains(char::is_control)).unwrap_or_default();
+    ok(&SigninPage { ctx, errors: Errors::default(), problem: None, email, next })
 }
 
 #[derive(Deserialize)]

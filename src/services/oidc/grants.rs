@@ -263,15 +263,31 @@ pub fn exchange_code(
         return Err(invalid_grant("unknown, expired or used code"));
     }
     let hash = hash_token(code);
+    // Failures after the code was claimed still commit: the code stays used, and a replay's
+    // revocation and audit event are kept.
     db::write_tx(conn, |conn| {
+        Ok::<_, GrantError>(exchange_in_tx(conn, client, issuer, &hash, redirect_uri, verifier, actor))
+    })?
+}
+
+fn exchange_in_tx(
+    conn: &mut DbConnection,
+    client: &OidcClient,
+    issuer: &str,
+    hash: &str,
+    redirect_uri: &str,
+    verifier: Option<&str>,
+    actor: &Actor,
+) -> Result<Issued, GrantError> {
+    {
         let row: OidcCode = oidc_codes::table
-            .find(&hash)
+            .find(hash)
             .select(OidcCode::as_select())
             .first(conn)
             .optional()?
             .ok_or_else(|| invalid_grant("unknown, expired or used code"))?;
         let now = db::now();
-        let claimed = diesel::update(oidc_codes::table.find(&hash).filter(oidc_codes::used_at.is_null()))
+        let claimed = diesel::update(oidc_codes::table.find(hash).filter(oidc_codes::used_at.is_null()))
             .set(oidc_codes::used_at.eq(Some(now)))
             .execute(conn)?;
         if claimed != 1 {
@@ -294,7 +310,7 @@ pub fn exchange_code(
         }
         let org = orgs_by_id(conn, &row.org_id)?;
         finish(conn, &org, client, issuer, &row.grant_id, &row.user_id, &row.scope, row.auth_time, row.nonce, actor)
-    })
+    }
 }
 
 fn orgs_by_id(conn: &mut DbConnection, org_id: &str) -> QueryResult<Organization> {
@@ -316,9 +332,20 @@ pub fn refresh(
         return Err(invalid_grant("unknown, expired or revoked refresh token"));
     }
     let hash = hash_token(token);
-    db::write_tx(conn, |conn| {
+    db::write_tx(conn, |conn| Ok::<_, GrantError>(refresh_in_tx(conn, client, issuer, &hash, scope, actor)))?
+}
+
+fn refresh_in_tx(
+    conn: &mut DbConnection,
+    client: &OidcClient,
+    issuer: &str,
+    hash: &str,
+    scope: Option<&str>,
+    actor: &Actor,
+) -> Result<Issued, GrantError> {
+    {
         let row: OidcToken = oidc_tokens::table
-            .find(&hash)
+            .find(hash)
             .filter(oidc_tokens::kind.eq(kind::REFRESH))
             .filter(oidc_tokens::app_id.eq(&client.app_id))
             .select(OidcToken::as_select())
@@ -329,7 +356,7 @@ pub fn refresh(
         if row.revoked_at.is_some() || row.expires_at <= now {
             return Err(invalid_grant("unknown, expired or revoked refresh token"));
         }
-        let claimed = diesel::update(oidc_tokens::table.find(&hash).filter(oidc_tokens::used_at.is_null()))
+        let claimed = diesel::update(oidc_tokens::table.find(hash).filter(oidc_tokens::used_at.is_null()))
             .set(oidc_tokens::used_at.eq(Some(now)))
             .execute(conn)?;
         if claimed != 1 {
@@ -350,7 +377,7 @@ pub fn refresh(
         };
         let org = orgs_by_id(conn, &row.org_id)?;
         finish(conn, &org, client, issuer, &row.grant_id, &row.user_id, &scope, row.auth_time, None, actor)
-    })
+    }
 }
 
 /// RFC 7009: revokes a token of this client (a refresh token takes its whole chain along).

@@ -116,17 +116,29 @@ impl KeySet {
     }
 }
 
-/// The keys cached by one instance, read again when older than [`RELOAD_EVERY`].
-#[derive(Default)]
+/// The keys cached by one instance, read again when older than its reload interval
+/// ([`RELOAD_EVERY`] unless configured).
 pub struct Keyring {
     current: RwLock<Option<Arc<KeySet>>>,
+    reload_every: Duration,
+}
+
+impl Default for Keyring {
+    fn default() -> Self {
+        Keyring::new(RELOAD_EVERY)
+    }
 }
 
 impl Keyring {
+    /// A keyring that reads the keys again after `reload_every`.
+    pub fn new(reload_every: Duration) -> Keyring {
+        Keyring { current: RwLock::new(None), reload_every }
+    }
+
     /// The cached set, when it is fresh.
     pub fn fresh(&self) -> Option<Arc<KeySet>> {
         let guard = self.current.read().ok()?;
-        guard.as_ref().filter(|k| k.loaded.elapsed() < RELOAD_EVERY).cloned()
+        guard.as_ref().filter(|k| k.loaded.elapsed() < self.reload_every).cloned()
     }
 
     /// Replaces the cached set.

@@ -22,6 +22,11 @@ pub struct Provider {
 }
 
 impl Provider {
+    /// A provider whose keys are read again from the database after `reload_every`.
+    pub fn new(reload_every: std::time::Duration) -> Provider {
+        Provider { keys: keys::Keyring::new(reload_every), discovery: RwLock::default() }
+    }
+
     /// The cached discovery document of an organization.
     pub fn discovery(&self, slug: &str) -> Option<Arc<str>> {
         self.discovery.read().ok()?.get(slug).cloned()
