@@ -96,7 +96,7 @@ pub fn check_registered_uri(input: &str) -> Result<String, UriProblem> {
 /// Parses a list of URIs, one per line (or separated by spaces); each once.
 pub fn parse_uri_list(text: &str) -> Result<Vec<String>, UriProblem> {
     let mut out: Vec<String> = Vec::new();
-    for item in text.split(|c: char| c == '\n' || c == '\r' || c == ' ').filter(|s| !s.trim().is_empty()) {
+    for item in text.split(['\n', '\r', ' ']).filter(|s| !s.trim().is_empty()) {
         let uri = check_registered_uri(item)?;
         if !out.contains(&uri) {
             out.push(uri);

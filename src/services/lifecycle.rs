@@ -456,7 +456,7 @@ pub fn run_daily(conn: &mut DbConnection, now: PrimitiveDateTime, public_url: &U
 pub async fn run_periodically(pool: db::Pool, public_url: Url, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     loop {
         let (p, u) = (&pool, public_url.clone());
-        let result = db::with_conn(&p, move |c| run_daily(c, db::now(), &u)).await;
+        let result = db::with_conn(p, move |c| run_daily(c, db::now(), &u)).await;
         match result {
             Ok(r) if r != DailyReport::default() => tracing::info!(?r, "lifecycle job"),
             Ok(_) => {}

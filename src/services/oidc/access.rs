@@ -15,7 +15,7 @@ use crate::services::orgs::{self, is_active};
 #[derive(Debug)]
 pub enum Decision {
     /// Sign-in may go on.
-    Allowed { membership: Membership, user: User },
+    Allowed { membership: Box<Membership>, user: Box<User> },
     /// The person was invited and has not accepted yet: the consent page comes first.
     NeedsConsent { invitation: Box<Invitation>, user: User },
     /// No access; `ask` names whom to ask (sponsor, else inviter) when there is someone.
@@ -92,7 +92,7 @@ pub fn decide(conn: &mut DbConnection, org: &Organization, app_id: &str, user_id
         return Ok(Decision::Denied { ask: contact(conn, &m)? });
     }
     let user: User = users::table.find(user_id).select(User::as_select()).first(conn)?;
-    Ok(Decision::Allowed { membership: m, user })
+    Ok(Decision::Allowed { membership: Box::new(m), user: Box::new(user) })
 }
 
 /// Revokes every live token of a membership (blocked, removed, left, access ended, reset).

@@ -171,7 +171,7 @@ async fn check(
     ctx: &Ctx,
     org: &Organization,
     p: &AuthParams,
-) -> Result<Result<Checked, (&'static str, &'static str, String)>, HttpResponse> {
+) -> Result<Result<Checked, (&'static str, &'static str, String)>, Box<HttpResponse>> {
     let (org_id, client_id) = (org.id.clone(), p.client_id.clone().unwrap_or_default());
     let found = with_conn(&state.pool, move |c| {
         let Some(client) = clients::by_client_id(c, &org_id, &client_id)? else { return Ok(None) };
@@ -179,11 +179,12 @@ async fn check(
         Ok(app.map(|a| (client, a.name)))
     })
     .await;
-    let page = |problem| error_page(ctx.clone(), problem).unwrap_or_else(|_| HttpResponse::BadRequest().finish());
+    let page =
+        |problem| Box::new(error_page(ctx.clone(), problem).unwrap_or_else(|_| HttpResponse::BadRequest().finish()));
     let (client, app_name) = match found {
         Ok(Some(found)) => found,
         Ok(None) => return Err(page("oidc.error_client")),
-        Err(e) => return Err(actix_web::ResponseError::error_response(&e)),
+        Err(e) => return Err(Box::new(actix_web::ResponseError::error_response(&e))),
     };
     let redirect_uri = p.redirect_uri.clone().unwrap_or_default();
     if !uri_is_registered(&client.redirect_uris, &redirect_uri) {
@@ -273,7 +274,7 @@ async fn run(
     let issuer = issuer_of(&state, &org.slug);
     let st = params.state.clone();
     let checked = match check(&state, &ctx, &org, &params).await {
-        Err(page) => return Ok(page),
+        Err(page) => return Ok(*page),
         Ok(Err((code, description, uri))) => {
             return Ok(answer(&uri, &issuer, st.as_deref(), &[("error", code), ("error_description", description)]));
         }
@@ -384,7 +385,7 @@ async fn consent(
         return error_page(ctx, "oidc.error_request");
     };
     let checked = match check(&state, &ctx, &org, &params).await {
-        Err(page) => return Ok(page),
+        Err(page) => return Ok(*page),
         Ok(Err(_)) => return error_page(ctx, "oidc.error_request"),
         Ok(Ok(c)) => c,
     };

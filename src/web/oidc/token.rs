@@ -24,14 +24,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 const MAX_VALUE: usize = 2000;
 
 /// A form body as a map; `Err` for a repeated parameter or an oversized value (RFC 6749 §3.2).
-fn parse_form(body: &[u8]) -> Result<HashMap<String, String>, HttpResponse> {
+fn parse_form(body: &[u8]) -> Result<HashMap<String, String>, Box<HttpResponse>> {
     let mut map = HashMap::new();
     for (k, v) in url::form_urlencoded::parse(body) {
         if v.len() > MAX_VALUE || k.len() > 100 {
-            return Err(oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "parameter too long"));
+            return Err(Box::new(oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "parameter too long")));
         }
         if map.insert(k.into_owned(), v.into_owned()).is_some() {
-            return Err(oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "repeated parameter"));
+            return Err(Box::new(oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "repeated parameter")));
         }
     }
     Ok(map)
@@ -40,15 +40,19 @@ fn parse_form(body: &[u8]) -> Result<HashMap<String, String>, HttpResponse> {
 /// The client's credentials: HTTP Basic (`client_secret_basic`, RFC 6749 §2.3.1, both parts
 /// form-urlencoded), else form fields (`client_secret_post`), else `client_id` alone (public).
 /// The second value is true when Basic was used (the 401 then carries `WWW-Authenticate`).
-fn credentials(req: &HttpRequest, form: &HashMap<String, String>) -> Result<(Credentials, bool), HttpResponse> {
-    let bad = || oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "malformed client authentication");
+fn credentials(req: &HttpRequest, form: &HashMap<String, String>) -> Result<(Credentials, bool), Box<HttpResponse>> {
+    let bad = || Box::new(oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "malformed client authentication"));
     if let Some(value) = req.headers().get(header::AUTHORIZATION) {
         let value = value.to_str().map_err(|_| bad())?;
         let Some(b64) = value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic ")) else {
             return Err(bad());
         };
         if form.contains_key("client_secret") {
-            return Err(oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "more than one client authentication"));
+            return Err(Box::new(oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "more than one client authentication",
+            )));
         }
         let decoded = STANDARD.decode(b64.trim()).map_err(|_| bad())?;
         let text = String::from_utf8(decoded).map_err(|_| bad())?;
@@ -124,11 +128,11 @@ async fn token_endpoint(
 ) -> Result<HttpResponse, AppError> {
     let form = match parse_form(&body) {
         Ok(f) => f,
-        Err(res) => return Ok(with_cors(&req, res)),
+        Err(res) => return Ok(with_cors(&req, *res)),
     };
     let (creds, basic) = match credentials(&req, &form) {
         Ok(c) => c,
-        Err(res) => return Ok(with_cors(&req, res)),
+        Err(res) => return Ok(with_cors(&req, *res)),
     };
     let Ok(org) = org_of(&state, &slug).await else {
         return Ok(oauth_error(StatusCode::NOT_FOUND, "invalid_request", "unknown issuer"));
@@ -238,11 +242,11 @@ async fn revocation_endpoint(
 ) -> Result<HttpResponse, AppError> {
     let form = match parse_form(&body) {
         Ok(f) => f,
-        Err(res) => return Ok(with_cors(&req, res)),
+        Err(res) => return Ok(with_cors(&req, *res)),
     };
     let (creds, basic) = match credentials(&req, &form) {
         Ok(c) => c,
-        Err(res) => return Ok(with_cors(&req, res)),
+        Err(res) => return Ok(with_cors(&req, *res)),
     };
     let Some(token) = form.get("token").cloned().filter(|t| !t.is_empty()) else {
         return Ok(with_cors(&req, oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "token is required")));
