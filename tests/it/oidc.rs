@@ -559,3 +559,38 @@ on_both_databases!(
     oidc_no_access_page_and_pending_consent,
     oidc_key_rotation_keeps_old_tokens_verifiable,
 );
+
+/// The console: turning sign-in on shows the secret once; bad URIs come back with the input kept.
+async fn oidc_console_turns_sign_in_on(app: TestApp) {
+    let admin = app.admin().await;
+    let app_id = app.with_conn(|c| {
+        let org = orgs::find_by_slug(c, "acme").unwrap().unwrap();
+        let valid = apps::validate(&apps::AppInput {
+            name: "Wiki".into(),
+            url: "https://wiki.example".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        apps::create(c, &org.id, &valid, &Actor::default()).unwrap().id
+    });
+    let path = format!("/o/acme/admin/apps/{app_id}/oidc");
+    let res = admin.post(&path, &[("redirect_uris", "http://wiki.example/cb"), ("access_token_ttl", "")]).await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body = res.text().await.unwrap();
+    assert!(body.contains("http://wiki.example/cb") && body.contains("Use https"), "input kept, error shown");
+
+    let res = admin.post(&path, &[("redirect_uris", "https://wiki.example/cb\nhttp://localhost:8000/cb")]).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let body = res.text().await.unwrap();
+    let secret = body.split("value=\"vsc_").nth(1).map(|r| r[..r.find('"').unwrap()].to_owned()).expect("secret shown");
+    let (_, again) = admin.get_text(&format!("/o/acme/admin/apps/{app_id}")).await;
+    assert!(!again.contains(&secret), "the secret is shown only once");
+    assert!(again.contains("/o/acme/.well-known/openid-configuration"));
+    let stored: Option<String> = app.with_conn(|c| {
+        use vestibule::db::schema::oidc_clients;
+        oidc_clients::table.find(&app_id).select(oidc_clients::secret_hash).first(c).unwrap()
+    });
+    assert_eq!(stored, Some(vestibule::domain::token::hash_token(&format!("vsc_{secret}"))));
+}
+
+on_both_databases!(oidc_console_turns_sign_in_on);
