@@ -594,3 +594,78 @@ async fn oidc_console_turns_sign_in_on(app: TestApp) {
 }
 
 on_both_databases!(oidc_console_turns_sign_in_on);
+
+/// prompt=none and prompt=login, login_hint, revocation (RFC 7009) and RP-initiated logout.
+async fn oidc_prompts_revocation_and_logout(app: TestApp) {
+    let _admin = app.admin().await;
+    let rp = rp_app(&app, "Wiki", false).await;
+    let org = org_id(&app);
+    app.with_conn(|c| {
+        use vestibule::db::schema::oidc_clients;
+        diesel::update(oidc_clients::table.find(&rp.app_id))
+            .set(oidc_clients::post_logout_redirect_uris.eq("http://localhost:9999/bye"))
+            .execute(c)
+            .unwrap();
+    });
+    // Not signed in: prompt=none answers login_required at the redirect URI; otherwise the
+    // sign-in page, prefilled from login_hint, coming back to the request.
+    let anon = app.browser();
+    let q = authorize(&anon, &format!("{}&prompt=none", start(&rp, &[]).url)).await;
+    assert_eq!(q.get("error").map(String::as_str), Some("login_required"));
+    let res = anon.get(&format!("{}&login_hint=gil%40partner.test", start(&rp, &[]).url)).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let signin = location(&res);
+    assert!(signin.starts_with("/signin?next=%2Fo%2Facme%2Foidc%2Fauthorize"), "{signin}");
+    let (_, page) = anon.get_text(&signin).await;
+    assert!(page.contains("value=\"gil@partner.test\""), "login_hint prefills the address");
+
+    // Signed in: prompt=login asks for the password again.
+    let (b, mid) = entitled_guest(&app, &rp, "gil@partner.test").await;
+    let res = b.get(&format!("{}&prompt=login", start(&rp, &[]).url)).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert!(location(&res).starts_with("/signin?"));
+    b.sign_in("gil@partner.test", PASSWORD).await;
+
+    // Revocation of a refresh token takes its access token along.
+    let s = start(&rp, &["offline_access"]);
+    let code = authorize(&b, &s.url).await.remove("code").unwrap();
+    let t = rp
+        .rp
+        .exchange_code(AuthorizationCode::new(code))
+        .unwrap()
+        .set_pkce_verifier(s.verifier)
+        .request_async(&http)
+        .await
+        .unwrap();
+    let secret = rp.secret.clone().unwrap();
+    let res = reqwest::Client::new()
+        .post(format!("{}/o/acme/oidc/revoke", app.base))
+        .basic_auth(&rp.client_id, Some(&secret))
+        .form(&[("token", t.refresh_token().unwrap().secret().as_str()), ("token_type_hint", "refresh_token")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(userinfo_status(&app, t.access_token().secret()).await, StatusCode::UNAUTHORIZED);
+
+    // RP-initiated logout with the ID token as hint: the session ends, back to the registered URI only.
+    let id_token = t.id_token().unwrap().to_string();
+    let res = b
+        .get(&format!(
+            "/o/acme/oidc/end_session?id_token_hint={id_token}&post_logout_redirect_uri=http%3A%2F%2Flocalhost%3A9999%2Fbye&state=xyz"
+        ))
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&res), "http://localhost:9999/bye?state=xyz");
+    let res = b.get("/account").await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER, "signed out");
+    // An unregistered post-logout URI is never followed.
+    let res = app
+        .browser()
+        .get("/o/acme/oidc/end_session?client_id=x&post_logout_redirect_uri=https%3A%2F%2Fevil.example%2F")
+        .await;
+    assert_eq!(location(&res), "/signin");
+    let _ = (org, mid);
+}
+
+on_both_databases!(oidc_prompts_revocation_and_logout);
