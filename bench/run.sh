@@ -5,6 +5,7 @@
 #
 #   bash bench/run.sh                      # both databases, 100 000 seeded users, 10 s runs
 #   BACKENDS=sqlite DURATION=12 RUNS=3 bash bench/run.sh
+#   OIDC_ONLY=1 USERS=1000 bash bench/run.sh   # the OpenID Connect scenarios only
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,16 +14,18 @@ RUNS=${RUNS:-1}
 CONNS=${CONNS:-32}
 USERS=${USERS:-100000}
 BACKENDS=${BACKENDS:-"sqlite postgres"}
+OIDC_ONLY=${OIDC_ONLY:-0}   # 1: only the OpenID Connect scenarios
 PG_ADMIN=${PG_ADMIN:-postgres://postgres@127.0.0.1:5432/postgres}
 PORT=${PORT:-18080}
 BASE="http://127.0.0.1:$PORT"
 PASSWORD="bench pass phrase for vestibule"
 
 command -v wrk >/dev/null || { apt-get install -y -q wrk >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null; }; }
-cargo build --release --bin vestibule --example seed
+cargo build --release --bin vestibule --example seed --example oidc_bench
 TARGET=${CARGO_TARGET_DIR:-$PWD/target}
 BIN=$TARGET/release/vestibule
 SEED=$TARGET/release/examples/seed
+OIDC_BENCH=$TARGET/release/examples/oidc_bench
 
 # scenario NAME URL [wrk options...] [-- script args...]: a warm-up, then RUNS counted runs;
 # prints the median req/s and p99.
@@ -88,6 +91,7 @@ for BACKEND in $BACKENDS; do
     LINK=$(curl -s -c "$JAR" -b "$JAR" -d "csrf_token=$CSRF&email=landing%40partner.test&user_type=Guest" \
         "$BASE/o/bench/admin/invite" | grep -o "$BASE/redeem/[A-Za-z0-9_-]*" | head -n1 || true)
     [ -n "$LINK" ] || { echo "could not create the landing invitation" >&2; exit 1; }
+    if [ "$OIDC_ONLY" != 1 ]; then
     # Check that each page is the real one before measuring it.
     curl -s -H "Cookie: $COOKIE" "$BASE/o/bench/admin/users" | grep -q 'Next page' || { echo "admin list check failed"; exit 1; }
     curl -s -H "Cookie: $COOKIE" "$BASE/o/bench/admin/users?q=user054321%40" | grep -q 'user054321@bench.test' || { echo "search check failed"; exit 1; }
@@ -113,6 +117,31 @@ for BACKEND in $BACKENDS; do
     scenario "API: POST /api/v1.0/invitations (mail queued)" "$BASE/api/v1.0/invitations" -s bench/api.lua -- "$KEY"
     after=$(count_invitations)
     echo "|          | invitations created during that scenario: $((after - before)) |  |  |  |"
+    fi
+
+    # OpenID Connect: an app with a client, given to the admin. Discovery and JWKS (from memory),
+    # userinfo with wrk; the authorization request and the code exchange with bench/oidc.rs.
+    OUT=$("$BIN" app create --org bench --name "Bench App" --url https://app.bench.test \
+        --redirect-uri https://app.bench.test/cb 2>/dev/null)
+    CLIENT_ID=$(echo "$OUT" | awk '/^client_id:/ {print $2}')
+    CLIENT_SECRET=$(echo "$OUT" | awk '/^client_secret:/ {print $2}')
+    APP_ID=$(curl -s -H "Cookie: $COOKIE" "$BASE/o/bench/admin/apps" | grep -o '/o/bench/admin/apps/[0-9a-f-]\{36\}' \
+        | head -n1 | sed 's#.*/##')
+    curl -s -o /dev/null -c "$JAR" -b "$JAR" -d "csrf_token=$CSRF&email=admin%40bench.test" \
+        "$BASE/o/bench/admin/apps/$APP_ID/assign"
+    VERIFIER=vestibule-benchmark-pkce-verifier-0123456789abcdef
+    CHALLENGE=$(python3 -c "import base64,hashlib,sys; print(base64.urlsafe_b64encode(hashlib.sha256(sys.argv[1].encode()).digest()).decode().rstrip('='))" "$VERIFIER")
+    AUTHZ="$BASE/o/bench/oidc/authorize?response_type=code&client_id=$CLIENT_ID&scope=openid%20email&state=s&code_challenge=$CHALLENGE&code_challenge_method=S256&redirect_uri=https%3A%2F%2Fapp.bench.test%2Fcb"
+    CODE=$(curl -s -o /dev/null -w '%{redirect_url}' -H "Cookie: $COOKIE" "$AUTHZ" | grep -o 'code=[^&]*' | cut -d= -f2)
+    ACCESS=$(curl -s -u "$CLIENT_ID:$CLIENT_SECRET" -d grant_type=authorization_code -d "code=$CODE" \
+        -d redirect_uri=https://app.bench.test/cb -d "code_verifier=$VERIFIER" "$BASE/o/bench/oidc/token" \
+        | python3 -c "import json,sys; print(json.load(sys.stdin)['access_token'])")
+    [ -n "$ACCESS" ] || { echo "OIDC check failed" >&2; exit 1; }
+    scenario "OIDC discovery document" "$BASE/o/bench/.well-known/openid-configuration"
+    scenario "OIDC JWKS" "$BASE/o/bench/oidc/jwks"
+    scenario "OIDC userinfo (Bearer)" "$BASE/o/bench/oidc/userinfo" -H "Authorization: Bearer $ACCESS"
+    "$OIDC_BENCH" "$BASE" "$COOKIE" "$CLIENT_ID" "$CLIENT_SECRET" https://app.bench.test/cb \
+        "${OIDC_CODES:-10000}" "$CONNS" | sed "s/^| /| $BACKEND | /"
 
     kill -TERM "$SERVER"
     wait "$SERVER" || true

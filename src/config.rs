@@ -31,6 +31,8 @@ pub struct Settings {
     pub mail_poll_ms: u64,
     /// Turns sign-in throttling off (load tests only; never in production).
     pub throttle_enabled: bool,
+    /// How long an instance trusts its cached OpenID Connect keys, in milliseconds (tests shorten it).
+    pub oidc_keys_reload_ms: u64,
 }
 
 /// A setting that could not be used; the message names it.
@@ -134,6 +136,7 @@ impl Settings {
             workers: 0,
             mail_poll_ms: 2000,
             throttle_enabled,
+            oidc_keys_reload_ms: 60_000,
         })
     }
 

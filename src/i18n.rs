@@ -76,6 +76,7 @@ const EN_FILES: &[&str] = &[
     include_str!("../locales/en/account.txt"),
     include_str!("../locales/en/bulk.txt"),
     include_str!("../locales/en/api.txt"),
+    include_str!("../locales/en/oidc.txt"),
 ];
 const FR_FILES: &[&str] = &[
     include_str!("../locales/fr/core.txt"),
@@ -84,6 +85,7 @@ const FR_FILES: &[&str] = &[
     include_str!("../locales/fr/account.txt"),
     include_str!("../locales/fr/bulk.txt"),
     include_str!("../locales/fr/api.txt"),
+    include_str!("../locales/fr/oidc.txt"),
 ];
 
 fn parse_catalogue(files: &[&'static str]) -> HashMap<&'static str, &'static str> {

@@ -1,4 +1,5 @@
-//! The `vestibule` command line: `serve` (default), `migrate`, `org create`.
+//! The `vestibule` command line: `serve` (default), `migrate`, `org create`, `app create`,
+//! `app secret rotate`, `keys rotate`, `api-key create`, `invite`.
 
 use std::io::Read;
 use std::process::ExitCode;
@@ -49,6 +50,57 @@ enum Command {
         #[command(subcommand)]
         command: ApiKeyCommand,
     },
+    /// Manage apps that sign people in with OpenID Connect.
+    App {
+        #[command(subcommand)]
+        command: AppCommand,
+    },
+    /// Manage the OpenID Connect signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AppCommand {
+    /// Create an app with sign-in with OpenID Connect on; prints its client_id (and client_secret, once).
+    Create {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        url: String,
+        /// An exact redirect URI (repeat for several).
+        #[arg(long = "redirect-uri")]
+        redirect_uri: Vec<String>,
+        /// A public client (PKCE, no secret).
+        #[arg(long)]
+        public: bool,
+    },
+    /// Manage an app's client secret.
+    Secret {
+        #[command(subcommand)]
+        command: SecretCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SecretCommand {
+    /// Replace the client secret and print the new one (shown only once).
+    Rotate {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        client_id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Make a new signing key; old public keys stay published until the tokens they signed expire.
+    Rotate,
 }
 
 #[derive(Subcommand)]
@@ -116,6 +168,35 @@ fn main() -> ExitCode {
                 println!("{key}");
                 Ok(())
             }),
+        Command::App { command: AppCommand::Create { org, name, url, redirect_uri, public } } => {
+            prepare_database(&settings).and_then(|pool| {
+                let created = vestibule::services::oidc::clients::create_for_cli(
+                    &mut *pool.get()?,
+                    &org,
+                    &name,
+                    &url,
+                    &redirect_uri,
+                    public,
+                )?;
+                println!("client_id: {}", created.client_id);
+                if let Some(secret) = &created.secret {
+                    println!("client_secret: {}", secret.expose());
+                }
+                Ok(())
+            })
+        }
+        Command::App { command: AppCommand::Secret { command: SecretCommand::Rotate { org, client_id } } } => {
+            prepare_database(&settings).and_then(|pool| {
+                let secret = vestibule::services::oidc::clients::rotate_for_cli(&mut *pool.get()?, &org, &client_id)?;
+                println!("client_secret: {}", secret.expose());
+                Ok(())
+            })
+        }
+        Command::Keys { command: KeysCommand::Rotate } => prepare_database(&settings).and_then(|pool| {
+            let kid = vestibule::services::oidc::keys::rotate(&mut *pool.get()?)?;
+            println!("new signing key: {kid} (running servers use it within a minute)");
+            Ok(())
+        }),
         Command::Invite { org, csv, dry_run, as_email } => {
             bulk_cli::invite(&settings, &org, &csv, dry_run, as_email.as_deref())
         }

@@ -64,6 +64,8 @@ pub fn prepare_database(settings: &Settings) -> anyhow::Result<Pool> {
     let pool = db::connect(&settings.database_url, 16)?;
     let mut conn = pool.get().context("connecting to the database")?;
     db::run_migrations(&mut conn)?;
+    // The OpenID Connect signing key is made at first start (never logged).
+    crate::services::oidc::keys::ensure_signing_key(&mut conn)?;
     Ok(pool)
 }
 
@@ -146,6 +148,7 @@ impl Application {
         let https = settings.https();
         let session_cookie = settings.cookie_name("vestibule_session");
         let workers = settings.workers;
+        let oidc = crate::services::oidc::Provider::new(Duration::from_millis(settings.oidc_keys_reload_ms));
         let state = web::Data::new(AppState {
             settings,
             pool: pool.clone(),
@@ -153,6 +156,7 @@ impl Application {
             throttles: Throttles::default(),
             mail_wake,
             bulk_wake,
+            oidc,
         });
         let store = DbSessionStore::new(pool.clone());
 

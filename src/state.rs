@@ -20,6 +20,8 @@ pub struct AppState {
     pub mail_wake: Arc<Notify>,
     /// Wakes the bulk invitation worker when a job was confirmed.
     pub bulk_wake: Arc<Notify>,
+    /// The OpenID Connect provider's keys and cached documents.
+    pub oidc: crate::services::oidc::Provider,
 }
 
 impl AppState {

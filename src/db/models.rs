@@ -305,3 +305,89 @@ pub struct BulkRow {
     pub reason: Option<String>,
     pub invitation_id: Option<String>,
 }
+
+/// A signing key of the OpenID Connect provider (the private key never leaves the database
+/// except to sign; it is never logged nor shown).
+#[derive(Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = oidc_keys)]
+pub struct OidcKey {
+    pub kid: String,
+    /// PKCS#1 DER, base64.
+    pub private_key: String,
+    pub public_jwk: String,
+    pub created_at: PrimitiveDateTime,
+    pub retired_at: Option<PrimitiveDateTime>,
+    pub publish_until: Option<PrimitiveDateTime>,
+}
+
+impl std::fmt::Debug for OidcKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcKey").field("kid", &self.kid).field("private_key", &"[redacted]").finish()
+    }
+}
+
+/// An app's OpenID Connect client settings.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = oidc_clients)]
+pub struct OidcClient {
+    pub app_id: String,
+    pub org_id: String,
+    pub client_id: String,
+    /// SHA-256 of the secret; `None` for a public client.
+    pub secret_hash: Option<String>,
+    pub public_client: bool,
+    /// One exact URI per line.
+    pub redirect_uris: String,
+    /// One exact URI per line.
+    pub post_logout_redirect_uris: String,
+    pub initiate_login_uri: Option<String>,
+    /// Seconds.
+    pub access_token_ttl: i64,
+    /// Seconds.
+    pub id_token_ttl: i64,
+    /// Seconds.
+    pub refresh_token_ttl: i64,
+    pub failed_auths: i64,
+    pub failed_auths_since: Option<PrimitiveDateTime>,
+    pub created_at: PrimitiveDateTime,
+    pub secret_rotated_at: Option<PrimitiveDateTime>,
+}
+
+/// An authorization code (only its SHA-256 is stored).
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = oidc_codes)]
+pub struct OidcCode {
+    pub code_hash: String,
+    pub grant_id: String,
+    pub app_id: String,
+    pub org_id: String,
+    pub membership_id: String,
+    pub user_id: String,
+    pub redirect_uri: String,
+    pub code_challenge: Option<String>,
+    pub nonce: Option<String>,
+    pub scope: String,
+    pub auth_time: PrimitiveDateTime,
+    pub expires_at: PrimitiveDateTime,
+    pub used_at: Option<PrimitiveDateTime>,
+    pub created_at: PrimitiveDateTime,
+}
+
+/// An access or refresh token (only its SHA-256 is stored).
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = oidc_tokens)]
+pub struct OidcToken {
+    pub token_hash: String,
+    pub kind: String,
+    pub grant_id: String,
+    pub app_id: String,
+    pub org_id: String,
+    pub membership_id: String,
+    pub user_id: String,
+    pub scope: String,
+    pub auth_time: PrimitiveDateTime,
+    pub expires_at: PrimitiveDateTime,
+    pub used_at: Option<PrimitiveDateTime>,
+    pub revoked_at: Option<PrimitiveDateTime>,
+    pub created_at: PrimitiveDateTime,
+}

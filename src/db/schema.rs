@@ -288,3 +288,74 @@ diesel::allow_tables_to_appear_in_same_query!(
     idempotency_keys,
     rate_counters,
 );
+
+diesel::table! {
+    oidc_keys (kid) {
+        kid -> Text,
+        private_key -> Text,
+        public_jwk -> Text,
+        created_at -> Timestamp,
+        retired_at -> Nullable<Timestamp>,
+        publish_until -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    oidc_clients (app_id) {
+        app_id -> Text,
+        org_id -> Text,
+        client_id -> Text,
+        secret_hash -> Nullable<Text>,
+        public_client -> Bool,
+        redirect_uris -> Text,
+        post_logout_redirect_uris -> Text,
+        initiate_login_uri -> Nullable<Text>,
+        access_token_ttl -> BigInt,
+        id_token_ttl -> BigInt,
+        refresh_token_ttl -> BigInt,
+        failed_auths -> BigInt,
+        failed_auths_since -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+        secret_rotated_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    oidc_codes (code_hash) {
+        code_hash -> Text,
+        grant_id -> Text,
+        app_id -> Text,
+        org_id -> Text,
+        membership_id -> Text,
+        user_id -> Text,
+        redirect_uri -> Text,
+        code_challenge -> Nullable<Text>,
+        nonce -> Nullable<Text>,
+        scope -> Text,
+        auth_time -> Timestamp,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    oidc_tokens (token_hash) {
+        token_hash -> Text,
+        kind -> Text,
+        grant_id -> Text,
+        app_id -> Text,
+        org_id -> Text,
+        membership_id -> Text,
+        user_id -> Text,
+        scope -> Text,
+        auth_time -> Timestamp,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+        revoked_at -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(oidc_clients -> apps (app_id));
+diesel::allow_tables_to_appear_in_same_query!(oidc_clients, apps);

@@ -3,6 +3,7 @@
 pub mod email;
 pub mod icon;
 pub mod links;
+pub mod oidc;
 pub mod password;
 pub mod redirect;
 pub mod slug;

@@ -380,6 +380,7 @@ pub fn unassign(
             .optional()?
             .ok_or(ServiceError::NotFound)?;
         diesel::delete(app_assignments::table.find(&row.id)).execute(conn)?;
+        crate::services::oidc::access::revoke_unentitled_for_app(conn, org_id, app_id)?;
         let detail = serde_json::json!({ "membership_id": row.membership_id, "group_id": row.group_id }).to_string();
         audit::record(conn, actor, Some(org_id), action::APP_UNASSIGNED, Some(app_id), Some(&detail))?;
         Ok(())

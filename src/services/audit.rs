@@ -52,6 +52,12 @@ pub mod action {
     pub const BULK_PREVIEWED: &str = "bulk.previewed";
     pub const BULK_STARTED: &str = "bulk.started";
     pub const BULK_FINISHED: &str = "bulk.finished";
+    pub const OIDC_CLIENT_ENABLED: &str = "oidc.client_enabled";
+    pub const OIDC_CLIENT_UPDATED: &str = "oidc.client_updated";
+    pub const OIDC_CLIENT_DISABLED: &str = "oidc.client_disabled";
+    pub const OIDC_SECRET_ROTATED: &str = "oidc.secret_rotated";
+    pub const OIDC_ACCESS_DENIED: &str = "oidc.access_denied";
+    pub const OIDC_REPLAY: &str = "oidc.replay_detected";
 
     /// Every action above, in the order the audit page offers them; a unit test keeps it complete.
     pub const ALL: &[&str] = &[
@@ -98,6 +104,12 @@ pub mod action {
         BULK_PREVIEWED,
         BULK_STARTED,
         BULK_FINISHED,
+        OIDC_CLIENT_ENABLED,
+        OIDC_CLIENT_UPDATED,
+        OIDC_CLIENT_DISABLED,
+        OIDC_SECRET_ROTATED,
+        OIDC_ACCESS_DENIED,
+        OIDC_REPLAY,
     ];
 }
 

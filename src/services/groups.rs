@@ -191,6 +191,7 @@ pub fn delete(conn: &mut DbConnection, org_id: &str, group_id: &str, actor: &Act
         diesel::delete(group_members::table.filter(group_members::group_id.eq(group_id))).execute(conn)?;
         diesel::delete(app_assignments::table.filter(app_assignments::group_id.eq(group_id))).execute(conn)?;
         diesel::delete(org_groups::table.find(group_id)).execute(conn)?;
+        crate::services::oidc::access::revoke_unentitled_in_org(conn, org_id)?;
         let detail = serde_json::json!({ "name": group.name }).to_string();
         audit::record(conn, actor, Some(org_id), action::GROUP_DELETED, Some(group_id), Some(&detail))?;
         Ok(())
@@ -293,6 +294,7 @@ pub fn remove_member(
         if n == 0 {
             return Err(ServiceError::NotFound);
         }
+        crate::services::oidc::access::revoke_unentitled_in_org(conn, org_id)?;
         let detail = serde_json::json!({ "membership_id": membership_id }).to_string();
         audit::record(conn, actor, Some(org_id), action::GROUP_MEMBER_REMOVED, Some(group_id), Some(&detail))?;
         Ok(())

@@ -172,6 +172,7 @@ pub fn set_blocked(
         diesel::update(memberships::table.find(&m.id)).set(memberships::blocked.eq(blocked)).execute(conn)?;
         if blocked {
             end_all_sessions(conn, &m.user_id)?;
+            crate::services::oidc::access::revoke_for_membership(conn, &m.id)?;
         }
         let what = if blocked { action::MEMBER_BLOCKED } else { action::MEMBER_UNBLOCKED };
         audit::record(conn, actor, Some(&org.id), what, Some(&m.user_id), None)?;
@@ -253,6 +254,7 @@ pub fn reset_redemption(
                 memberships::role.eq(Role::None),
             ))
             .execute(conn)?;
+        crate::services::oidc::access::revoke_for_membership(conn, &m.id)?;
         // Any older pending invitation of this membership dies with the reset.
         diesel::update(
             invitations::table
@@ -484,6 +486,7 @@ pub fn run_daily(conn: &mut DbConnection, now: PrimitiveDateTime, public_url: &U
         db::write_tx(conn, |conn| -> anyhow::Result<()> {
             diesel::update(memberships::table.find(&m.id)).set(memberships::blocked.eq(true)).execute(conn)?;
             end_all_sessions(conn, &m.user_id)?;
+            crate::services::oidc::access::revoke_for_membership(conn, &m.id)?;
             audit::record(conn, &job, Some(&m.org_id), action::ACCESS_ENDED, Some(&m.user_id), None)?;
             report.ended += 1;
             Ok(())

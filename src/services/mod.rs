@@ -11,6 +11,7 @@ pub mod directory;
 pub mod groups;
 pub mod invitations;
 pub mod lifecycle;
+pub mod oidc;
 pub mod orgs;
 pub mod policy;
 pub mod profile;

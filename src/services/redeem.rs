@@ -184,12 +184,23 @@ pub struct Accepted {
 /// transaction the membership becomes Accepted and the audit events are written. Of any
 /// number of concurrent attempts exactly one gets `Ok`; the rest get `WrongState`.
 pub fn accept(conn: &mut DbConnection, token: &str, user: &User, actor: &Actor) -> Result<Accepted, ServiceError> {
+    accept_hashed(conn, &hash_token(token), user, actor)
+}
+
+/// [`accept`] by the stored hash of the token: the consent page shown when a pending guest
+/// signs in through an app (the guest has no link then, only their signed-in account).
+pub fn accept_hashed(
+    conn: &mut DbConnection,
+    token_hash: &str,
+    user: &User,
+    actor: &Actor,
+) -> Result<Accepted, ServiceError> {
     let email = Email::parse(&user.email).map_err(|_| ServiceError::Forbidden)?;
     db::write_tx(conn, |conn| {
         let now = db::now();
         // The domain policy may have changed since the invitation was sent: check it again.
         let pending: Option<Invitation> = invitations::table
-            .filter(invitations::token_hash.eq(hash_token(token)))
+            .filter(invitations::token_hash.eq(token_hash))
             .select(Invitation::as_select())
             .first(conn)
             .optional()?;
@@ -202,7 +213,7 @@ pub fn accept(conn: &mut DbConnection, token: &str, user: &User, actor: &Actor) 
         }
         let consumed = diesel::update(
             invitations::table
-                .filter(invitations::token_hash.eq(hash_token(token)))
+                .filter(invitations::token_hash.eq(token_hash))
                 .filter(invitations::status.eq(InvitationStatus::Pending))
                 .filter(invitations::expires_at.gt(now))
                 .filter(invitations::email.eq(email.as_str())),
@@ -213,7 +224,7 @@ pub fn accept(conn: &mut DbConnection, token: &str, user: &User, actor: &Actor) 
             return Err(ServiceError::WrongState);
         }
         let inv: Invitation = invitations::table
-            .filter(invitations::token_hash.eq(hash_token(token)))
+            .filter(invitations::token_hash.eq(token_hash))
             .select(Invitation::as_select())
             .first(conn)?;
         diesel::update(memberships::table.find(&inv.membership_id))

@@ -244,6 +244,7 @@ pub fn remove(
         .set((invitations::status.eq(InvitationStatus::Revoked), invitations::revoked_at.eq(Some(now))))
         .execute(conn)?;
         end_all_sessions(conn, &m.user_id)?;
+        crate::services::oidc::access::revoke_for_membership(conn, &m.id)?;
         audit::record(conn, actor, Some(&org.id), action::MEMBER_REMOVED, Some(&m.user_id), None)?;
         Ok(())
     })
@@ -260,6 +261,7 @@ pub fn leave(conn: &mut DbConnection, org: &Organization, user_id: &str, actor: 
             return Err(ServiceError::WrongState);
         }
         diesel::update(memberships::table.find(&m.id)).set(memberships::left_at.eq(Some(db::now()))).execute(conn)?;
+        crate::services::oidc::access::revoke_for_membership(conn, &m.id)?;
         audit::record(conn, actor, Some(&org.id), action::MEMBER_LEFT, Some(user_id), None)?;
         Ok(())
     })

@@ -47,6 +47,8 @@ struct SigninPage {
 #[derive(Deserialize)]
 struct NextQuery {
     next: Option<String>,
+    /// OpenID Connect `login_hint`: prefills the address.
+    login_hint: Option<String>,
 }
 
 #[get("/signin")]
@@ -55,7 +57,8 @@ async fn signin_page(ctx: Ctx, q: web::Query<NextQuery>) -> Result<HttpResponse,
     if ctx.user.is_some() {
         return Ok(see_other(&next));
     }
-    ok(&SigninPage { ctx, errors: Errors::default(), problem: None, email: String::new(), next })
+    let email = q.login_hint.clone().filter(|h| h.len() <= 254 && !h.contains(char::is_control)).unwrap_or_default();
+    ok(&SigninPage { ctx, errors: Errors::default(), problem: None, email, next })
 }
 
 #[derive(Deserialize)]
@@ -128,6 +131,9 @@ pub fn start_session(req: &HttpRequest, session: &Session, user: &User) -> Resul
         session.insert(key, value).map_err(|e| AppError::Internal(anyhow::anyhow!("session: {e}")))
     };
     put(sessions::SID_KEY, PlainToken::generate().expose())?;
+    session
+        .insert(sessions::AUTH_TIME_KEY, time::OffsetDateTime::now_utc().unix_timestamp())
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("session: {e}")))?;
     if let Some(ua) = user_agent {
         put(sessions::USER_AGENT_KEY, &ua)?;
     }

@@ -68,7 +68,10 @@ pub async fn csrf_middleware(
     let Some(state) = state else {
         return next.call(req).await.map(ServiceResponse::map_into_left_body);
     };
-    if req.path().starts_with("/api/") || req.path().starts_with("/static/") {
+    if req.path().starts_with("/api/")
+        || req.path().starts_with("/static/")
+        || crate::web::oidc::is_csrf_exempt(req.path())
+    {
         return next.call(req).await.map(ServiceResponse::map_into_left_body);
     }
     let cookie_name = state.settings.cookie_name("vestibule_csrf");

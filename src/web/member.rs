@@ -93,16 +93,21 @@ async fn my_apps(
 ) -> Result<HttpResponse, AppError> {
     let OrgContext { org, membership: m, user, .. } = caller.0;
     let (org_id, membership_id, uid) = (org.id.clone(), m.id.clone(), user.id.clone());
-    let (mine, all_orgs) = with_conn(&state, move |c| {
-        Ok((apps::for_membership(c, &org_id, &membership_id)?, orgs::orgs_of_user(c, &uid)?))
+    let (mine, all_orgs, logins) = with_conn(&state, move |c| {
+        Ok((
+            apps::for_membership(c, &org_id, &membership_id)?,
+            orgs::orgs_of_user(c, &uid)?,
+            crate::services::oidc::clients::login_uris(c, &org_id)?,
+        ))
     })
     .await?;
+    let issuer = crate::web::oidc::issuer_of(&state, &org.slug);
     let orgs =
         all_orgs.into_iter().map(|(o, _)| OrgLink { current: o.id == org.id, slug: o.slug, name: o.name }).collect();
     let can_invite = crate::services::policy::may_invite(&org, &m);
     ok(&AppsPage {
         ctx,
-        tiles: mine.iter().map(|a| AppTile::new(&org.slug, a)).collect(),
+        tiles: mine.iter().map(|a| oidc_tile(AppTile::new(&org.slug, a), &logins, &issuer)).collect(),
         orgs,
         slug: org.slug,
         org_name: org.name,
@@ -111,6 +116,18 @@ async fn my_apps(
         can_invite,
         welcome: q.welcome.is_some(),
     })
+}
+
+/// A tile of an app that signs people in with OpenID Connect starts the app's own sign-in:
+/// its initiate-login URI with `iss` (OpenID Connect Core §4), else its URL.
+fn oidc_tile(mut tile: AppTile, logins: &[(String, Option<String>)], issuer: &str) -> AppTile {
+    if let Some((_, Some(uri))) = logins.iter().find(|(id, _)| *id == tile.id)
+        && let Ok(mut url) = url::Url::parse(uri)
+    {
+        url.query_pairs_mut().append_pair("iss", issuer);
+        tile.url = url.to_string();
+    }
+    tile
 }
 
 /// The icon of an app, for the admins of the organization and the people who may use the app.

@@ -53,7 +53,11 @@ pub async fn security_headers(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let is_static = req.path().starts_with("/static/");
+    // Static files and the OpenID Connect discovery and JWKS documents (public, the same for
+    // everyone) keep the caching their handler chose.
+    let is_static = req.path().starts_with("/static/")
+        || req.path().ends_with("/.well-known/openid-configuration")
+        || req.path().ends_with("/oidc/jwks");
     let is_token_page =
         req.path().starts_with("/redeem/") || req.path().starts_with("/setup") || req.path().starts_with("/password/");
     let https = req.app_data::<actix_web::web::Data<crate::state::AppState>>().is_some_and(|s| s.settings.https());

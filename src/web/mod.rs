@@ -9,6 +9,7 @@ pub mod guest;
 pub mod inviting;
 pub mod member;
 pub mod middleware;
+pub mod oidc;
 pub mod pages;
 pub mod selfservice;
 pub mod session_store;
@@ -216,4 +217,5 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     selfservice::routes(cfg);
     sponsor::routes(cfg);
     api::routes(cfg);
+    oidc::routes(cfg);
 }

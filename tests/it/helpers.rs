@@ -111,6 +111,7 @@ impl TestApp {
             Settings::from_values(&values.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()).unwrap();
         settings.workers = 2;
         settings.mail_poll_ms = 100;
+        settings.oidc_keys_reload_ms = 300;
         let app = Application::build_with_listener(settings, listener).expect("build app");
         let pool = app.pool.clone();
         let setup_link = app.setup_link.clone();

@@ -12,6 +12,7 @@ mod bulk_kill;
 mod groups_apps;
 mod lifecycle;
 mod mail;
+mod oidc;
 mod policy;
 mod redeem;
 mod security;

@@ -3,6 +3,8 @@
 //! The create and edit forms carry their CSRF token in the action URL (`?csrf_token=…`): the
 //! middleware does not read multipart bodies.
 
+mod oidc;
+
 use actix_multipart::Multipart;
 use actix_web::{HttpResponse, get, post, web};
 use askama::Template;
@@ -30,6 +32,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(assign_person)
         .service(assign_group)
         .service(unassign);
+    oidc::routes(cfg);
 }
 
 /// The text fields of the app form as typed (kept on errors; a file input cannot be refilled).
@@ -102,6 +105,8 @@ struct DetailPage {
     email: String,
     assign_errors: Errors,
     notice: Option<&'static str>,
+    /// The "Sign-in with OpenID Connect" section.
+    oidc: oidc::OidcView,
 }
 
 #[derive(Template)]
@@ -125,6 +130,8 @@ fn notice_key(done: Option<&str>) -> Option<&'static str> {
         "deleted" => Some("apps.notice_deleted"),
         "assigned" => Some("apps.notice_assigned"),
         "unassigned" => Some("apps.notice_unassigned"),
+        "oidc_saved" => Some("oidc.notice_saved"),
+        "oidc_disabled" => Some("oidc.notice_disabled"),
         _ => None,
     }
 }
@@ -132,12 +139,16 @@ fn notice_key(done: Option<&str>) -> Option<&'static str> {
 /// What the app page shows besides the forms: the app, its assignments, the groups to offer.
 struct AppData {
     app: AppSummary,
+    client: Option<crate::db::models::OidcClient>,
+    /// The organization's OpenID Connect issuer.
+    issuer: String,
     assignments: Vec<AssignmentView>,
     groups: Vec<(String, String)>,
 }
 
 async fn load_app(state: &web::Data<AppState>, org_id: &str, app_id: &str) -> Result<AppData, AppError> {
     let (org_id, app_id) = (org_id.to_owned(), app_id.to_owned());
+    let base = state.settings.base_url();
     with_conn(state, move |c| {
         let app = apps::find(c, &org_id, &app_id)?.ok_or(AppError::NotFound)?;
         let assignments = apps::assignments(c, &org_id, &app_id)?
@@ -150,7 +161,9 @@ async fn load_app(state: &web::Data<AppState>, org_id: &str, app_id: &str) -> Re
             })
             .collect();
         let groups = groups::list(c, &org_id)?.into_iter().map(|g| (g.id, g.name)).collect();
-        Ok(AppData { app, assignments, groups })
+        let client = crate::services::oidc::clients::for_app(c, &org_id, &app_id)?;
+        let issuer = crate::services::oidc::issuer(&base, &oidc::slug_of(c, &org_id)?);
+        Ok(AppData { app, client, issuer, assignments, groups })
     })
     .await
 }
@@ -158,7 +171,9 @@ async fn load_app(state: &web::Data<AppState>, org_id: &str, app_id: &str) -> Re
 /// The app page, with optional errors on the edit form or on the assign forms.
 fn detail_page(ctx: Ctx, org: Organization, data: AppData, form: Option<(AppForm, Errors)>) -> DetailPage {
     let (form, errors) = form.unwrap_or_else(|| (AppForm::of(&data.app), Errors::default()));
+    let oidc = oidc::OidcView::of(&data.issuer, data.client.as_ref());
     DetailPage {
+        oidc,
         tile: AppTile::new(&org.slug, &data.app),
         ctx,
         org,

@@ -67,6 +67,12 @@ fn action_key(name: &str) -> Option<&'static str> {
         action::BULK_PREVIEWED => "audit.action.bulk_previewed",
         action::BULK_STARTED => "audit.action.bulk_started",
         action::BULK_FINISHED => "audit.action.bulk_finished",
+        action::OIDC_CLIENT_ENABLED => "audit.action.oidc_client_enabled",
+        action::OIDC_CLIENT_UPDATED => "audit.action.oidc_client_updated",
+        action::OIDC_CLIENT_DISABLED => "audit.action.oidc_client_disabled",
+        action::OIDC_SECRET_ROTATED => "audit.action.oidc_secret_rotated",
+        action::OIDC_ACCESS_DENIED => "audit.action.oidc_access_denied",
+        action::OIDC_REPLAY => "audit.action.oidc_replay_detected",
         _ => return None,
     })
 }
