@@ -12,6 +12,8 @@ pub enum TokenKind {
     Link,
     /// API keys: `vst_`.
     ApiKey,
+    /// OpenID Connect client secrets: `vsc_`.
+    ClientSecret,
 }
 
 impl TokenKind {
@@ -20,6 +22,7 @@ impl TokenKind {
         match self {
             TokenKind::Link => "",
             TokenKind::ApiKey => "vst_",
+            TokenKind::ClientSecret => "vsc_",
         }
     }
 

@@ -12,38 +12,20 @@ use crate::db::schema::oidc_clients;
 use crate::db::{self, DbConnection};
 use crate::domain::oidc::{self, ACCESS_TTL, ID_TTL, REFRESH_TTL, constant_time_eq};
 use crate::domain::token::hash_token;
+use crate::domain::token::{PlainToken, TokenKind};
 use crate::services::apps::{self, AppSummary};
 use crate::services::audit::{self, action};
 use crate::services::{Actor, FieldErrors, ServiceError};
 
 /// Every secret starts with this, so that secret scanners and people recognize it.
-pub const SECRET_PREFIX: &str = "vsc_";
+pub const SECRET_PREFIX: &str = TokenKind::ClientSecret.prefix();
 /// Failed authentications allowed per client within [`FAILURE_WINDOW`].
 pub const MAX_FAILURES: i64 = 10;
 /// The window of the failure count.
 pub const FAILURE_WINDOW: time::Duration = time::Duration::minutes(5);
 
-/// A client secret in plain text, shown once.
-pub struct PlainSecret(String);
-
-impl PlainSecret {
-    fn generate() -> PlainSecret {
-        let mut bytes = [0u8; 32];
-        rand::fill(&mut bytes);
-        PlainSecret(format!("{SECRET_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes)))
-    }
-
-    /// The secret itself.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for PlainSecret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("PlainSecret(…)")
-    }
-}
+/// A client secret in plain text, shown once (a [`PlainToken`] of kind `ClientSecret`).
+pub type PlainSecret = PlainToken;
 
 fn new_client_id() -> String {
     let mut bytes = [0u8; 16];
@@ -169,7 +151,7 @@ pub fn enable(
     valid: &ValidClient,
     actor: &Actor,
 ) -> Result<(OidcClient, Option<PlainSecret>), ServiceError> {
-    let secret = (!valid.public_client).then(PlainSecret::generate);
+    let secret = (!valid.public_client).then(|| PlainToken::new(TokenKind::ClientSecret));
     let row = OidcClient {
         app_id: app_id.to_owned(),
         org_id: org_id.to_owned(),
@@ -246,7 +228,7 @@ pub fn rotate_secret(
     app_id: &str,
     actor: &Actor,
 ) -> Result<PlainSecret, ServiceError> {
-    let secret = PlainSecret::generate();
+    let secret = PlainToken::new(TokenKind::ClientSecret);
     db::write_tx(conn, |conn| {
         let client = for_app(conn, org_id, app_id)?.ok_or(ServiceError::NotFound)?;
         if client.public_client {
