@@ -347,7 +347,7 @@ async fn assign_group(
     let (_, id) = path.into_inner();
     let OrgContext { org, actor: act, .. } = caller.0;
     let group_id = form.into_inner().group_id;
-    let (act, org_id, aid) = (act.clone(), org.id.clone(), id.clone());
+    let (act, org_id, aid) = (act, org.id.clone(), id.clone());
     match with_conn(&state, move |c| Ok(apps::assign_group(c, &org_id, &aid, &group_id, &act))).await? {
         Ok(()) => Ok(see_other(&format!("/o/{}/admin/apps/{id}?done=assigned", org.slug))),
         Err(ServiceError::Invalid(errors)) => {
@@ -369,7 +369,7 @@ async fn unassign(
 ) -> Result<HttpResponse, AppError> {
     let (_, id, assignment) = path.into_inner();
     let OrgContext { org, actor: act, .. } = caller.0;
-    let (act, org_id, aid) = (act.clone(), org.id.clone(), id.clone());
+    let (act, org_id, aid) = (act, org.id.clone(), id.clone());
     with_conn(&state, move |c| Ok(apps::unassign(c, &org_id, &aid, &assignment, &act)?)).await?;
     Ok(see_other(&format!("/o/{}/admin/apps/{id}?done=unassigned", org.slug)))
 }

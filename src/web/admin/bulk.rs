@@ -172,7 +172,7 @@ async fn upload_file(
         Ok(rows) => rows,
         Err(key) => return invalid(&index_page(&state, ctx, org, Errors(refuse(key))).await?),
     };
-    let (act, org_id, uid) = (act.clone(), org.id.clone(), user.id.clone());
+    let (act, org_id, uid) = (act, org.id.clone(), user.id.clone());
     let job = with_conn(&state, move |c| Ok(jobs::create_preview(c, &org_id, &uid, "", rows, &act)?)).await?;
     Ok(see_other(&format!("/o/{}/admin/bulk/{}", org.slug, job.id)))
 }
@@ -228,7 +228,7 @@ async fn start(
     if !policy::may_invite(&org, &membership) {
         return Err(AppError::Forbidden);
     }
-    let (act, org_id, id) = (act.clone(), org.id.clone(), job_id.clone());
+    let (act, org_id, id) = (act, org.id.clone(), job_id.clone());
     with_conn(&state, move |c| Ok(jobs::start(c, &org_id, &id, &act)?)).await?;
     state.bulk_wake.notify_one();
     Ok(see_other(&format!("/o/{}/admin/bulk/{}", org.slug, job_id)))

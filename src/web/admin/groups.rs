@@ -305,7 +305,7 @@ async fn add_member(
     let OrgContext { org, actor: act, .. } = caller.0;
     let form = form.into_inner();
     let (email, owner) = (form.email.clone(), form.role == "owner");
-    let (act, org_id, gid) = (act.clone(), org.id.clone(), id.clone());
+    let (act, org_id, gid) = (act, org.id.clone(), id.clone());
     match with_conn(&state, move |c| Ok(groups::add_person(c, &org_id, &gid, &email, owner, &act))).await? {
         Ok(()) => Ok(see_other(&format!("/o/{}/admin/groups/{id}?done=added", org.slug))),
         Err(ServiceError::Invalid(errors)) => {
@@ -337,7 +337,7 @@ async fn remove_member(
 ) -> Result<HttpResponse, AppError> {
     let (_, id, membership) = path.into_inner();
     let OrgContext { org, actor: act, .. } = caller.0;
-    let (act, org_id, gid) = (act.clone(), org.id.clone(), id.clone());
+    let (act, org_id, gid) = (act, org.id.clone(), id.clone());
     with_conn(&state, move |c| Ok(groups::remove_member(c, &org_id, &gid, &membership, &act)?)).await?;
     Ok(see_other(&format!("/o/{}/admin/groups/{id}?done=removed", org.slug)))
 }
@@ -360,7 +360,7 @@ async fn set_owner(
     let (_, id, membership) = path.into_inner();
     let OrgContext { org, actor: act, .. } = caller.0;
     let owner = form.owner == "true";
-    let (act, org_id, gid) = (act.clone(), org.id.clone(), id.clone());
+    let (act, org_id, gid) = (act, org.id.clone(), id.clone());
     with_conn(&state, move |c| Ok(groups::set_owner(c, &org_id, &gid, &membership, owner, &act)?)).await?;
     Ok(see_other(&format!("/o/{}/admin/groups/{id}?done=owner", org.slug)))
 }
