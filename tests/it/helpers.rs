@@ -173,8 +173,13 @@ impl TestApp {
     /// Waits until the mail worker has recorded every queued mail as sent (mail can reach the
     /// SMTP listener a moment before the worker marks it).
     pub async fn wait_mail_settled(&self) {
+        self.wait_mail_settled_within(std::time::Duration::from_secs(20)).await
+    }
+
+    /// [`wait_mail_settled`](Self::wait_mail_settled) with a longer allowance (much mail, a busy machine).
+    pub async fn wait_mail_settled_within(&self, limit: std::time::Duration) {
         use vestibule::db::schema::outbox;
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        let deadline = tokio::time::Instant::now() + limit;
         loop {
             let busy: i64 = self.with_conn(|c| {
                 outbox::table.filter(outbox::status.eq_any(["queued", "sending"])).count().get_result(c).unwrap()

@@ -82,7 +82,7 @@ async fn thousand_invitations_round_robin_each_mailed_once(app: TestApp) {
             assert_eq!(res.unwrap().status(), StatusCode::CREATED);
         }
     }
-    app.wait_mail_settled().await;
+    app.wait_mail_settled_within(std::time::Duration::from_secs(90)).await;
     let mails = app.smtp.all();
     let invitations: Vec<_> = mails
         .iter()
@@ -127,7 +127,7 @@ async fn thousand_invitations_round_robin_each_mailed_once(app: TestApp) {
     assert_eq!(reminded, ENDING, "each reminder claimed by one run");
     // Wake the instances' mail workers (they also poll).
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    app.wait_mail_settled().await;
+    app.wait_mail_settled_within(std::time::Duration::from_secs(90)).await;
     let after = app.smtp.all();
     assert_eq!(after.len() - before, ENDING, "each reminder sent once");
     let mut ids: Vec<String> = after[before..].iter().filter_map(|m| m.header("Message-ID")).collect();
