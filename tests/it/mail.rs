@@ -157,3 +157,27 @@ async fn short_leases_renewed_by_their_holder_and_released_at_stop(app: TestApp)
 }
 
 crate::on_both_databases!(short_leases_renewed_by_their_holder_and_released_at_stop);
+
+/// The SQLite file locked by another process: a write answers 503 with Retry-After and the
+/// friendly page, nothing is half-written; once the lock is gone the same request works,
+/// without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locked_database_answers_503_then_recovers() {
+    use diesel::Connection;
+    use vestibule::db::schema::invitations;
+    let app = TestApp::start(Db::Sqlite).await.unwrap();
+    let admin = app.admin().await;
+    let path = app.settings.database_url.trim_start_matches("sqlite://").to_owned();
+    let mut other = diesel::SqliteConnection::establish(&path).unwrap();
+    diesel::sql_query("BEGIN IMMEDIATE").execute(&mut other).unwrap();
+    let res = admin.post("/o/acme/admin/invite", &[("email", "pat@partner.test"), ("send_email", "on")]).await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(res.headers().get("retry-after").unwrap(), "10");
+    assert!(res.text().await.unwrap().contains("Temporarily unavailable"), "the friendly page");
+    let n: i64 = app.with_conn(|c| invitations::table.count().get_result(c).unwrap());
+    assert_eq!(n, 0, "nothing half-written");
+    diesel::sql_query("COMMIT").execute(&mut other).unwrap();
+    let res = admin.post("/o/acme/admin/invite", &[("email", "pat@partner.test"), ("send_email", "on")]).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER, "works again without a restart");
+    assert_eq!(app.browser().get("/readyz").await.status(), StatusCode::OK);
+}
