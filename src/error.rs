@@ -132,9 +132,47 @@ impl ResponseError for AppError {
         if let AppError::TooManyRequests(secs) = self {
             res.insert_header(("Retry-After", secs.to_string()));
         }
+        if let AppError::Unavailable = self {
+            res.insert_header(("Retry-After", RETRY_UNAVAILABLE_SECS.to_string()));
+        }
         let mut res = res.finish();
         res.extensions_mut().insert(self.kind());
         res
+    }
+}
+
+/// The `Retry-After` of a 503 answered while the database is unreachable.
+pub const RETRY_UNAVAILABLE_SECS: u64 = 10;
+
+/// True when `e` says the database cannot be used for now (the connection lost, the SQLite file
+/// locked by another process past the busy timeout, its disk full or failing): nothing was
+/// written (the transaction rolled back) and the same request may succeed later.
+pub fn is_unavailable(e: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match e {
+        Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => true,
+        Error::DatabaseError(_, info) => {
+            let message = info.message().to_ascii_lowercase();
+            [
+                "database is locked",
+                "database table is locked",
+                "database or disk is full",
+                "disk i/o error",
+                "terminating connection",
+                "server closed the connection",
+                "no connection to the server",
+                "could not connect",
+                "could not receive data",
+                "could not send data",
+                "connection to server",
+                "connection reset",
+                "ssl syscall",
+                "eof detected",
+            ]
+            .iter()
+            .any(|m| message.contains(m))
+        }
+        _ => false,
     }
 }
 
@@ -142,6 +180,10 @@ impl From<diesel::result::Error> for AppError {
     fn from(e: diesel::result::Error) -> Self {
         match e {
             diesel::result::Error::NotFound => AppError::NotFound,
+            other if is_unavailable(&other) => {
+                tracing::error!(error = %other, "database unavailable");
+                AppError::Unavailable
+            }
             other => AppError::Internal(other.into()),
         }
     }
@@ -231,7 +273,10 @@ impl From<ServiceError> for AppError {
             ServiceError::Forbidden => AppError::Forbidden,
             ServiceError::RateLimited(secs) => AppError::TooManyRequests(secs),
             ServiceError::Db(d) => d.into(),
-            ServiceError::Other(o) => AppError::Internal(o),
+            ServiceError::Other(o) => match o.downcast::<crate::db::Unavailable>() {
+                Ok(unavailable) => unavailable.into(),
+                Err(o) => AppError::Internal(o),
+            },
         }
     }
 }

@@ -16,7 +16,6 @@ use anyhow::Context;
 use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, watch};
 
-use crate::auth::throttle::Throttles;
 use crate::config::Settings;
 use crate::db::{self, Pool};
 use crate::mail::transport::Transport;
@@ -149,15 +148,7 @@ impl Application {
         let session_cookie = settings.cookie_name("vestibule_session");
         let workers = settings.workers;
         let oidc = crate::services::oidc::Provider::new(Duration::from_millis(settings.oidc_keys_reload_ms));
-        let state = web::Data::new(AppState {
-            settings,
-            pool: pool.clone(),
-            csrf_key,
-            throttles: Throttles::default(),
-            mail_wake,
-            bulk_wake,
-            oidc,
-        });
+        let state = web::Data::new(AppState { settings, pool: pool.clone(), csrf_key, mail_wake, bulk_wake, oidc });
         let store = DbSessionStore::new(pool.clone());
 
         let mut server = HttpServer::new(move || {

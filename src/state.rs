@@ -1,11 +1,10 @@
-//! The state every request shares: settings, the pool, keys, throttles and the workers' wake-ups.
+//! The state every request shares: settings, the pool, keys and the workers' wake-ups.
 //! Built by `startup`, read by handlers and middleware.
 
 use std::sync::Arc;
 
 use tokio::sync::Notify;
 
-use crate::auth::throttle::Throttles;
 use crate::config::Settings;
 use crate::db::Pool;
 
@@ -15,7 +14,6 @@ pub struct AppState {
     pub pool: Pool,
     /// Key of the CSRF token HMAC (derived from the secret key file).
     pub csrf_key: Vec<u8>,
-    pub throttles: Throttles,
     /// Wakes the mail worker when a request queued mail.
     pub mail_wake: Arc<Notify>,
     /// Wakes the bulk invitation worker when a job was confirmed.

@@ -1,7 +1,7 @@
-//! Who is asking: passwords, throttling and the session identity (who is signed in).
+//! Who is asking: passwords and the session identity (who is signed in). Limits are counted in
+//! the database (`services::rate`).
 
 pub mod guard;
 pub mod password;
-pub mod throttle;
 
 pub use guard::{SessionUser, SignedIn};

@@ -1,8 +1,11 @@
 //! The mail worker: claims due rows with a lease, sends them, records the outcome.
 //!
-//! Claiming marks rows `sending` with a lease; a worker that dies mid-send leaves the lease to
-//! run out, and the row is claimed again. On PostgreSQL, `FOR UPDATE SKIP LOCKED` lets any
-//! number of instances share the queue without sending anything twice.
+//! Claiming marks rows `sending` with a short lease in the worker's name; the live worker renews
+//! its leases while it sends, and releases the rows it has not sent when it stops. A worker that
+//! dies (kill -9) leaves its leases to run out within [`LEASE`], and another instance claims the
+//! rows again. On PostgreSQL, `FOR UPDATE SKIP LOCKED` lets any number of instances share the
+//! queue. Delivery is at least once: a worker that dies after the SMTP server took a message but
+//! before the row was marked sent leaves it to be sent again, with the same Message-ID.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,8 +22,11 @@ use crate::db::{self, DbConnection, Pool};
 use crate::domain::OutboxStatus;
 use crate::domain::email::mask;
 
-/// A claimed row is someone's for this long.
-const LEASE: time::Duration = time::Duration::minutes(5);
+/// A claimed row is its worker's for this long unless renewed (the live worker renews every
+/// [`RENEW_EVERY`]), so rows of a worker that died are taken over within this long.
+pub const LEASE: time::Duration = time::Duration::seconds(30);
+/// How often the live worker renews its leases.
+const RENEW_EVERY: Duration = Duration::from_secs(10);
 /// Attempts before a transient failure becomes permanent.
 pub const MAX_ATTEMPTS: i64 = 10;
 /// Longest wait between attempts.
@@ -40,8 +46,14 @@ pub struct WorkerConfig {
     pub retry_base: Duration,
 }
 
-/// Claims up to `limit` due rows (queued and due, or sending with an expired lease).
+/// Claims up to `limit` due rows for a worker nobody renews (as a worker that then died would).
 pub fn claim(conn: &mut DbConnection, limit: i64) -> QueryResult<Vec<OutboxMessage>> {
+    claim_as(conn, &uuid::Uuid::new_v4().to_string(), limit)
+}
+
+/// Claims up to `limit` due rows (queued and due, or sending with an expired lease) in the name
+/// of the worker `owner`.
+pub fn claim_as(conn: &mut DbConnection, owner: &str, limit: i64) -> QueryResult<Vec<OutboxMessage>> {
     db::write_tx(conn, |conn| {
         let now = db::now();
         let due = outbox::status
@@ -72,16 +84,48 @@ pub fn claim(conn: &mut DbConnection, limit: i64) -> QueryResult<Vec<OutboxMessa
                 outbox::status.eq(OutboxStatus::Sending),
                 outbox::lease_until.eq(Some(now + LEASE)),
                 outbox::attempts.eq(outbox::attempts + 1),
+                outbox::claimed_by.eq(Some(owner)),
             ))
             .execute(conn)?;
         outbox::table.filter(outbox::id.eq_any(&ids)).select(OutboxMessage::as_select()).load(conn)
     })
 }
 
-/// Marks a row sent and drops its body (it may hold a token).
-fn mark_sent(conn: &mut DbConnection, id: &str) -> QueryResult<()> {
-    diesel::update(outbox::table.find(id))
+/// Extends the leases `owner` holds: `Ok(rows renewed)`.
+pub fn renew(conn: &mut DbConnection, owner: &str) -> QueryResult<usize> {
+    diesel::update(outbox::table.filter(outbox::claimed_by.eq(owner)).filter(outbox::status.eq(OutboxStatus::Sending)))
+        .set(outbox::lease_until.eq(Some(db::now() + LEASE)))
+        .execute(conn)
+}
+
+/// Gives the rows `owner` claimed but has not sent back to the queue at once (their attempt
+/// is not counted), for another instance or the next start: `Ok(rows released)`.
+pub fn release(conn: &mut DbConnection, owner: &str) -> QueryResult<usize> {
+    diesel::update(outbox::table.filter(outbox::claimed_by.eq(owner)).filter(outbox::status.eq(OutboxStatus::Sending)))
         .set((
+            outbox::status.eq(OutboxStatus::Queued),
+            outbox::next_attempt_at.eq(db::now()),
+            outbox::lease_until.eq(None::<time::PrimitiveDateTime>),
+            outbox::claimed_by.eq(None::<String>),
+            outbox::attempts.eq(outbox::attempts - 1),
+        ))
+        .execute(conn)
+}
+
+/// The row `id` while `owner` still holds it (an outcome recorded after the row was taken over
+/// must not undo the new holder's).
+fn still_held(
+    id: &str,
+    owner: &str,
+) -> diesel::dsl::Filter<diesel::dsl::Find<outbox::table, String>, diesel::dsl::Eq<outbox::claimed_by, String>> {
+    outbox::table.find(id.to_owned()).filter(outbox::claimed_by.eq(owner.to_owned()))
+}
+
+/// Marks a row sent and drops its body (it may hold a token).
+fn mark_sent(conn: &mut DbConnection, id: &str, owner: &str) -> QueryResult<()> {
+    diesel::update(still_held(id, owner))
+        .set((
+            outbox::claimed_by.eq(None::<String>),
             outbox::status.eq(OutboxStatus::Sent),
             outbox::sent_at.eq(Some(db::now())),
             outbox::body_text.eq(None::<String>),
@@ -102,6 +146,7 @@ pub fn backoff(base: Duration, attempts: i64) -> Duration {
 
 fn mark_failed(
     conn: &mut DbConnection,
+    owner: &str,
     row: &OutboxMessage,
     permanent: bool,
     error: &str,
@@ -110,8 +155,9 @@ fn mark_failed(
     let give_up = permanent || row.attempts >= MAX_ATTEMPTS;
     let error: String = error.chars().take(500).collect();
     if give_up {
-        diesel::update(outbox::table.find(&row.id))
+        diesel::update(still_held(&row.id, owner))
             .set((
+                outbox::claimed_by.eq(None::<String>),
                 outbox::status.eq(OutboxStatus::Failed),
                 outbox::last_error.eq(Some(error)),
                 outbox::lease_until.eq(None::<time::PrimitiveDateTime>),
@@ -122,8 +168,9 @@ fn mark_failed(
     } else {
         let delay = backoff(base, row.attempts);
         let next = db::now() + time::Duration::try_from(delay).unwrap_or(time::Duration::minutes(1));
-        diesel::update(outbox::table.find(&row.id))
+        diesel::update(still_held(&row.id, owner))
             .set((
+                outbox::claimed_by.eq(None::<String>),
                 outbox::status.eq(OutboxStatus::Queued),
                 outbox::next_attempt_at.eq(next),
                 outbox::last_error.eq(Some(error)),
@@ -134,40 +181,65 @@ fn mark_failed(
     Ok(())
 }
 
-/// Sends everything due now; returns how many rows were handled.
-pub async fn run_once(cfg: &WorkerConfig) -> anyhow::Result<usize> {
+/// Sends everything due now as the worker `owner`, until `stop` flips to true (the rows claimed
+/// and not sent then stay for [`release`]); returns how many rows were handled.
+pub async fn run_once(cfg: &WorkerConfig, owner: &str, stop: &watch::Receiver<bool>) -> anyhow::Result<usize> {
     let mut handled = 0;
     loop {
-        let rows = db::with_conn(&cfg.pool, |c| anyhow::Ok(claim(c, BATCH)?)).await?;
+        let me = owner.to_owned();
+        let rows = db::with_conn(&cfg.pool, move |c| anyhow::Ok(claim_as(c, &me, BATCH)?)).await?;
         if rows.is_empty() {
             return Ok(handled);
         }
         for row in rows {
+            if *stop.borrow() {
+                return Ok(handled);
+            }
             handled += 1;
             let result = cfg.transport.send(&cfg.from, &row).await;
-            let id = row.id.clone();
+            let (id, me) = (row.id.clone(), owner.to_owned());
             let base = cfg.retry_base;
             match result {
                 Ok(()) => {
                     tracing::info!(mail = %id, kind = %row.kind, to = %mask(&row.recipient), "mail sent");
-                    db::with_conn(&cfg.pool, move |c| anyhow::Ok(mark_sent(c, &id)?)).await?;
+                    db::with_conn(&cfg.pool, move |c| anyhow::Ok(mark_sent(c, &id, &me)?)).await?;
                 }
                 Err(e) => {
                     tracing::warn!(mail = %id, to = %mask(&row.recipient), attempt = row.attempts, permanent = e.permanent, error = %e.message, "mail not sent");
-                    db::with_conn(&cfg.pool, move |c| anyhow::Ok(mark_failed(c, &row, e.permanent, &e.message, base)?))
-                        .await?;
+                    db::with_conn(&cfg.pool, move |c| {
+                        anyhow::Ok(mark_failed(c, &me, &row, e.permanent, &e.message, base)?)
+                    })
+                    .await?;
                 }
             }
         }
     }
 }
 
-/// Runs until `shutdown` flips to true; wakes early when `wake` is notified.
+/// Renews `owner`'s leases every [`RENEW_EVERY`], for as long as the worker lives.
+async fn renew_periodically(pool: Pool, owner: String) {
+    loop {
+        tokio::time::sleep(RENEW_EVERY).await;
+        let me = owner.clone();
+        if let Err(e) = db::with_conn(&pool, move |c| anyhow::Ok(renew(c, &me)?)).await {
+            // The rows may be taken over when the lease runs out: sent at least once still.
+            tracing::warn!(error = %e, "mail leases not renewed");
+        }
+    }
+}
+
+/// Runs until `shutdown` flips to true; wakes early when `wake` is notified. On shutdown the
+/// message being sent is finished and the rest of the claimed rows are released at once.
 pub async fn run(cfg: WorkerConfig, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
     tracing::info!("mail worker started");
+    let owner = uuid::Uuid::new_v4().to_string();
+    let renewer = tokio::spawn(renew_periodically(cfg.pool.clone(), owner.clone()));
     loop {
-        if let Err(e) = run_once(&cfg).await {
+        if let Err(e) = run_once(&cfg, &owner, &shutdown).await {
             tracing::error!(error = %e, "mail worker pass failed");
+        }
+        if *shutdown.borrow() {
+            break;
         }
         tokio::select! {
             _ = wake.notified() => {}
@@ -176,6 +248,14 @@ pub async fn run(cfg: WorkerConfig, wake: Arc<Notify>, mut shutdown: watch::Rece
         }
         if *shutdown.borrow() {
             break;
+        }
+    }
+    renewer.abort();
+    match db::with_conn(&cfg.pool, move |c| anyhow::Ok(release(c, &owner)?)).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(released = n, "mail worker released its unsent claims"),
+        Err(e) => {
+            tracing::error!(error = %e, "mail claims not released: they are taken over when their lease runs out")
         }
     }
     tracing::info!("mail worker stopped");

@@ -513,6 +513,8 @@ pub fn run_daily(conn: &mut DbConnection, now: PrimitiveDateTime, public_url: &U
             Ok(())
         })?;
     }
+    // Rate counters whose window is long over (no window outlasts a day).
+    crate::services::rate::purge_stale(conn, db::now())?;
     Ok(report)
 }
 

@@ -1,6 +1,11 @@
 //! Rate limits counted in the database, so that every instance sees one count and concurrent
 //! requests never overshoot: a unit is taken by one conditional UPDATE
 //! (`SET n = n + 1 WHERE n < limit`), which the database serializes on the counter's row.
+//!
+//! Every limit lives here (sign-in per account and per address, code sends, invitations per
+//! inviter, API requests per key), so that instances behind a load balancer share one count.
+//! Windows are fixed (they start at the first unit taken), so the wait announced is the rest of
+//! that window.
 
 use diesel::prelude::*;
 
@@ -10,6 +15,12 @@ use crate::db::{self, DbConnection};
 /// Takes one unit of `key`'s allowance of `limit` per fixed `window`: `Ok(None)` when taken,
 /// `Ok(Some(seconds to wait))` when the window's allowance is used up.
 pub fn take(conn: &mut DbConnection, key: &str, limit: i64, window: time::Duration) -> QueryResult<Option<u64>> {
+    let key = bounded(key);
+    // One transaction: one commit on SQLite rather than three (a savepoint when nested).
+    db::write_tx(conn, |conn| take_in(conn, &key, limit, window))
+}
+
+fn take_in(conn: &mut DbConnection, key: &str, limit: i64, window: time::Duration) -> QueryResult<Option<u64>> {
     let now = db::now();
     // The counter exists (a concurrent twin may create it first: that is fine).
     let row = (rate_counters::key.eq(key), rate_counters::window_start.eq(now), rate_counters::n.eq(0i64));
@@ -34,4 +45,78 @@ pub fn take(conn: &mut DbConnection, key: &str, limit: i64, window: time::Durati
     let start: time::PrimitiveDateTime =
         rate_counters::table.find(key).select(rate_counters::window_start).first(conn)?;
     Ok(Some((start + window - now).whole_seconds().max(1) as u64))
+}
+
+/// Keys longer than this are kept as their SHA-256, so that no input's size reaches the table.
+const MAX_KEY_BYTES: usize = 128;
+
+/// The key as stored: itself when short, else its SHA-256 (hex).
+fn bounded(key: &str) -> String {
+    use sha2::Digest;
+    if key.len() <= MAX_KEY_BYTES {
+        return key.to_owned();
+    }
+    sha2::Sha256::digest(key.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Gives back one unit of `key` (a unit taken for an attempt that turned out not to count).
+pub fn give_back(conn: &mut DbConnection, key: &str) -> QueryResult<()> {
+    diesel::update(rate_counters::table.find(bounded(key)).filter(rate_counters::n.gt(0i64)))
+        .set(rate_counters::n.eq(rate_counters::n - 1))
+        .execute(conn)
+        .map(drop)
+}
+
+/// Forgets `key`'s count (a successful sign-in clears the account's failures).
+pub fn clear(conn: &mut DbConnection, key: &str) -> QueryResult<()> {
+    diesel::delete(rate_counters::table.find(bounded(key))).execute(conn).map(drop)
+}
+
+/// Deletes counters whose window started over a day ago (no window is longer): run daily.
+pub fn purge_stale(conn: &mut DbConnection, now: time::PrimitiveDateTime) -> QueryResult<usize> {
+    diesel::delete(rate_counters::table.filter(rate_counters::window_start.lt(now - time::Duration::days(1))))
+        .execute(conn)
+}
+
+/// Failed sign-ins per account: 5 per 15 minutes.
+pub const SIGNIN_PER_ACCOUNT: i64 = 5;
+/// Failed sign-ins per client address: 30 per 15 minutes.
+pub const SIGNIN_PER_ADDRESS: i64 = 30;
+/// The window of both sign-in limits.
+pub const SIGNIN_WINDOW: time::Duration = time::Duration::minutes(15);
+/// One-time codes emailed per invitation: 5 per hour.
+pub const CODE_SENDS_PER_HOUR: i64 = 5;
+
+/// Keys of the sign-in limits for an address and a client.
+fn signin_keys(email: &str, ip: Option<&str>) -> (String, String) {
+    (format!("acct:{}", email.trim().to_lowercase()), format!("ip:{}", ip.unwrap_or("?")))
+}
+
+/// Takes one sign-in attempt for this account and client: `Some(retry_after)` when sign-in is
+/// paused for either (then nothing is counted). The attempt is counted before the password is
+/// checked, so that concurrent guesses cannot all get past the limit; it stays counted as a
+/// failure unless [`signin_succeeded`] gives it back.
+pub fn take_signin(conn: &mut DbConnection, email: &str, ip: Option<&str>) -> QueryResult<Option<u64>> {
+    let (acct, addr) = signin_keys(email, ip);
+    if let Some(wait) = take(conn, &acct, SIGNIN_PER_ACCOUNT, SIGNIN_WINDOW)? {
+        return Ok(Some(wait));
+    }
+    let wait = take(conn, &addr, SIGNIN_PER_ADDRESS, SIGNIN_WINDOW)?;
+    if wait.is_some() {
+        give_back(conn, &acct)?;
+    }
+    Ok(wait)
+}
+
+/// The attempt taken by [`take_signin`] was right: the account's failures are forgotten and
+/// the client's attempt is given back.
+pub fn signin_succeeded(conn: &mut DbConnection, email: &str, ip: Option<&str>) -> QueryResult<()> {
+    let (acct, addr) = signin_keys(email, ip);
+    clear(conn, &acct)?;
+    give_back(conn, &addr)
+}
+
+/// Takes one one-time-code email for `invitation_id`: `Some(retry_after)` when too many were sent.
+pub fn take_code_send(conn: &mut DbConnection, invitation_id: &str) -> QueryResult<Option<u64>> {
+    take(conn, &format!("code:{invitation_id}"), CODE_SENDS_PER_HOUR, time::Duration::hours(1))
 }

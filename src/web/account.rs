@@ -18,7 +18,7 @@ use crate::error::AppError;
 use crate::i18n::Lang;
 use crate::services::audit::{self, action};
 use crate::services::orgs::{self, NewOrg, link_purpose, validate_new_org};
-use crate::services::{FieldErrors, ServiceError, accounts, sessions};
+use crate::services::{FieldErrors, ServiceError, accounts, rate, sessions};
 use crate::state::AppState;
 use crate::web::pages::language_cookie;
 use crate::web::{Ctx, Errors, actor, client_ip, invalid, ok, render, safe_next, see_other, with_conn};
@@ -82,39 +82,24 @@ pub async fn check_password(
 /// Longest email address (RFC 5321 path limit) read from a sign-in form.
 const MAX_EMAIL_BYTES: usize = 254;
 
-/// Keys of the sign-in throttles for an address and a client.
-fn throttle_keys(email: &str, ip: &Option<String>) -> (String, String) {
-    (format!("acct:{}", email.trim().to_lowercase()), format!("ip:{}", ip.as_deref().unwrap_or("?")))
-}
-
-/// Takes one sign-in attempt for this address and client: `Some(retry_after)` when sign-in is
-/// paused for either (then nothing is counted). The attempt is counted before the password is
-/// checked (check and count under one lock), so that concurrent guesses cannot all get past
-/// the limit; it stays counted as a failure unless [`signin_succeeded`] gives it back.
-pub fn signin_paused(state: &AppState, email: &str, ip: &Option<String>) -> Option<u64> {
+/// Takes one sign-in attempt for this address and client, counted in the database (see
+/// [`rate::take_signin`]): `Some(retry_after)` when sign-in is paused for either.
+pub async fn signin_paused(state: &AppState, email: &str, ip: &Option<String>) -> Result<Option<u64>, AppError> {
     if !state.settings.throttle_enabled {
-        return None;
+        return Ok(None);
     }
-    let (acct, addr) = throttle_keys(email, ip);
-    if let Some(wait) = state.throttles.signin_account.take(&acct) {
-        return Some(wait);
-    }
-    let wait = state.throttles.signin_address.take(&addr);
-    if wait.is_some() {
-        state.throttles.signin_account.give_back(&acct);
-    }
-    wait
+    let (email, ip) = (email.to_owned(), ip.clone());
+    with_conn(state, move |c| Ok(rate::take_signin(c, &email, ip.as_deref())?)).await
 }
 
 /// The attempt taken by [`signin_paused`] was right: the account's failures are forgotten and
 /// the client's attempt is given back.
-pub fn signin_succeeded(state: &AppState, email: &str, ip: &Option<String>) {
+pub async fn signin_succeeded(state: &AppState, email: &str, ip: &Option<String>) -> Result<(), AppError> {
     if !state.settings.throttle_enabled {
-        return;
+        return Ok(());
     }
-    let (acct, addr) = throttle_keys(email, ip);
-    state.throttles.signin_account.clear(&acct);
-    state.throttles.signin_address.give_back(&addr);
+    let (email, ip) = (email.to_owned(), ip.clone());
+    with_conn(state, move |c| Ok(rate::signin_succeeded(c, &email, ip.as_deref())?)).await
 }
 
 /// Establishes the session of `user`, remembering their language. The session also gets a
@@ -163,7 +148,7 @@ async fn signin(
         email: form.email.clone(),
         next: next.clone(),
     };
-    if let Some(wait) = signin_paused(&state, &form.email, &ip) {
+    if let Some(wait) = signin_paused(&state, &form.email, &ip).await? {
         let mut res = render(StatusCode::TOO_MANY_REQUESTS, &page(ctx, "signin.paused"))?;
         res.headers_mut().insert(actix_web::http::header::RETRY_AFTER, wait.into());
         return Ok(res);
@@ -171,7 +156,7 @@ async fn signin(
     let mut act = actor(&req, None);
     match check_password(&state, form.email.clone(), form.password.clone()).await? {
         PasswordCheck::Ok(user) => {
-            signin_succeeded(&state, &form.email, &ip);
+            signin_succeeded(&state, &form.email, &ip).await?;
             act.user_id = Some(user.id.clone());
             let uid = user.id.clone();
             with_conn(&state, move |c| Ok(audit::record(c, &act, None, action::SIGNIN_SUCCEEDED, Some(&uid), None)?))

@@ -16,7 +16,7 @@ use crate::domain::password::{PasswordProblem, check_new_password};
 use crate::domain::redirect::check_redirect;
 use crate::error::AppError;
 use crate::services::redeem::{self, CodeCheck};
-use crate::services::{FieldErrors, ServiceError, accounts};
+use crate::services::{FieldErrors, ServiceError, accounts, rate};
 use crate::state::AppState;
 use crate::web::account::{PasswordCheck, check_password, signin_paused, signin_succeeded, start_session};
 use crate::web::pages::language_cookie;
@@ -199,7 +199,7 @@ async fn signin(
     }
     let email = live.invitation.email.clone();
     let ip = client_ip(&req);
-    if let Some(wait) = signin_paused(&state, &email, &ip) {
+    if let Some(wait) = signin_paused(&state, &email, &ip).await? {
         p.problem = Some("signin.paused");
         let mut res = render(StatusCode::TOO_MANY_REQUESTS, &p)?;
         res.headers_mut().insert(actix_web::http::header::RETRY_AFTER, wait.into());
@@ -207,7 +207,7 @@ async fn signin(
     }
     match check_password(&state, email.clone(), form.password.clone()).await? {
         PasswordCheck::Ok(user) => {
-            signin_succeeded(&state, &email, &ip);
+            signin_succeeded(&state, &email, &ip).await?;
             let mut act = actor(&req, None);
             act.user_id = Some(user.id.clone());
             let uid = user.id.clone();
@@ -252,9 +252,9 @@ async fn send_code(
     if p.step != Step::Code {
         return Ok(see_other(&format!("/redeem/{token}")));
     }
-    let key = format!("code:{}", live.invitation.id);
+    let inv_id = live.invitation.id.clone();
     if state.settings.throttle_enabled
-        && let Some(wait) = state.throttles.code_sends.take(&key)
+        && let Some(wait) = with_conn(&state, move |c| Ok(rate::take_code_send(c, &inv_id)?)).await?
     {
         p.problem = Some("redeem.code_too_many");
         let mut res = render(StatusCode::TOO_MANY_REQUESTS, &p)?;

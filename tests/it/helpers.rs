@@ -58,6 +58,8 @@ pub struct TestApp {
     pub pool: Pool,
     pub smtp: SmtpSink,
     pub setup_link: Option<String>,
+    /// The settings it was started with (other instances start with them too).
+    pub settings: Settings,
     _pg: Option<PgDatabase>,
     _dir: tempfile::TempDir,
 }
@@ -112,7 +114,7 @@ impl TestApp {
         settings.workers = 2;
         settings.mail_poll_ms = 100;
         settings.oidc_keys_reload_ms = 300;
-        let app = Application::build_with_listener(settings, listener).expect("build app");
+        let app = Application::build_with_listener(settings.clone(), listener).expect("build app");
         let pool = app.pool.clone();
         let setup_link = app.setup_link.clone();
         tokio::spawn(app.run_until_stopped());
@@ -121,7 +123,18 @@ impl TestApp {
             Some(s) => s,
             None => SmtpSink::placeholder(smtp_port),
         };
-        Some(TestApp { base, pool, smtp, setup_link, _pg: pg, _dir: dir })
+        Some(TestApp { base, pool, smtp, setup_link, settings, _pg: pg, _dir: dir })
+    }
+
+    /// Starts another instance on the same database, data directory (so the same secret key)
+    /// and SMTP listener, as a second machine behind a load balancer; returns its base URL.
+    /// It runs until the test ends.
+    pub fn start_instance(&self) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let app = Application::build_with_listener(self.settings.clone(), listener).expect("build instance");
+        tokio::spawn(app.run_until_stopped());
+        format!("http://127.0.0.1:{port}")
     }
 
     /// A fresh browser with its own cookie jar.
@@ -160,8 +173,13 @@ impl TestApp {
     /// Waits until the mail worker has recorded every queued mail as sent (mail can reach the
     /// SMTP listener a moment before the worker marks it).
     pub async fn wait_mail_settled(&self) {
+        self.wait_mail_settled_within(std::time::Duration::from_secs(20)).await
+    }
+
+    /// [`wait_mail_settled`](Self::wait_mail_settled) with a longer allowance (much mail, a busy machine).
+    pub async fn wait_mail_settled_within(&self, limit: std::time::Duration) {
         use vestibule::db::schema::outbox;
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        let deadline = tokio::time::Instant::now() + limit;
         loop {
             let busy: i64 = self.with_conn(|c| {
                 outbox::table.filter(outbox::status.eq_any(["queued", "sending"])).count().get_result(c).unwrap()
@@ -203,6 +221,15 @@ impl Browser {
     pub fn new(base: &str) -> Browser {
         let client = reqwest::Client::builder().cookie_store(true).redirect(Policy::none()).build().unwrap();
         Browser { client, base: base.to_owned(), csrf: Mutex::new(None) }
+    }
+
+    /// The same browser (cookie jar, client) talking to another instance at `base`.
+    pub fn at(&self, base: &str) -> Browser {
+        Browser {
+            client: self.client.clone(),
+            base: base.to_owned(),
+            csrf: Mutex::new(self.csrf.lock().unwrap().clone()),
+        }
     }
 
     fn url(&self, path: &str) -> String {

@@ -10,6 +10,7 @@ mod audit_account;
 mod bulk;
 mod bulk_kill;
 mod groups_apps;
+mod instances;
 mod lifecycle;
 mod mail;
 mod oidc;

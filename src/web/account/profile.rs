@@ -203,7 +203,7 @@ async fn change_password(
             render(status, &page)
         }
     };
-    if let Some(wait) = signin_paused(&state, &me.email, &ip) {
+    if let Some(wait) = signin_paused(&state, &me.email, &ip).await? {
         let mut res =
             refuse(StatusCode::TOO_MANY_REQUESTS, FieldErrors(vec![("current_password", "signin.paused")])).await?;
         res.headers_mut().insert(header::RETRY_AFTER, wait.into());
@@ -218,7 +218,7 @@ async fn change_password(
     let current_ok = web::block(move || verify_password(&current, stored_for_check.as_deref())).await?;
     let mut errors = FieldErrors::default();
     if current_ok {
-        signin_succeeded(&state, &me.email, &ip);
+        signin_succeeded(&state, &me.email, &ip).await?;
     } else {
         errors.add("current_password", "account.password_wrong");
     }

@@ -7,9 +7,6 @@ mod invitations;
 pub mod openapi;
 mod users;
 
-use std::sync::OnceLock;
-use std::time::Duration;
-
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
@@ -17,10 +14,9 @@ use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use crate::auth::throttle::Throttle;
 use crate::db::models::{ApiKey, Membership, Organization};
 use crate::error::AppError;
-use crate::services::{Actor, api_keys};
+use crate::services::{Actor, api_keys, rate};
 use crate::state::AppState;
 use crate::web::middleware::RequestId;
 use crate::web::{client_ip, with_conn};
@@ -28,7 +24,7 @@ use crate::web::{client_ip, with_conn};
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 1024 * 1024;
 /// Requests one key may make per minute (per instance).
-pub const REQUESTS_PER_MINUTE: usize = 600;
+pub const REQUESTS_PER_MINUTE: i64 = 600;
 
 /// Every route of the API: (method, path as written in the OpenAPI document). A test checks
 /// that the OpenAPI document lists exactly these, and that each one answers.
@@ -184,12 +180,6 @@ impl Caller {
     }
 }
 
-fn request_limit() -> &'static Throttle {
-    // Per process: keys are random, so apps sharing a process (tests) never share a counter.
-    static LIMIT: OnceLock<Throttle> = OnceLock::new();
-    LIMIT.get_or_init(|| Throttle::new(REQUESTS_PER_MINUTE, Duration::from_secs(60)))
-}
-
 /// Authenticates the request by its bearer key (401 otherwise) and applies the per-key rate.
 pub async fn authenticate(req: &HttpRequest, state: &web::Data<AppState>) -> Result<Caller, ApiError> {
     let presented = req
@@ -200,13 +190,20 @@ pub async fn authenticate(req: &HttpRequest, state: &web::Data<AppState>) -> Res
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, key)| key.trim().to_owned())
         .ok_or_else(ApiError::unauthorized)?;
-    let found = with_conn(state, move |c| Ok(api_keys::authenticate(c, &presented)?)).await?;
-    let (key, org, member) = found.ok_or_else(ApiError::unauthorized)?;
-    if state.settings.throttle_enabled {
-        let limit = request_limit();
-        if let Some(wait) = limit.take(&key.id) {
-            return Err(ApiError::too_many(wait, "This API key made too many requests; retry later."));
-        }
+    let limited = state.settings.throttle_enabled;
+    // The key's rate is counted in the database, so that every instance shares one count.
+    let found = with_conn(state, move |c| {
+        let Some(found) = api_keys::authenticate(c, &presented)? else { return Ok(None) };
+        let wait = match limited {
+            true => rate::take(c, &format!("api:{}", found.0.id), REQUESTS_PER_MINUTE, time::Duration::minutes(1))?,
+            false => None,
+        };
+        Ok(Some((found, wait)))
+    })
+    .await?;
+    let ((key, org, member), wait) = found.ok_or_else(ApiError::unauthorized)?;
+    if let Some(wait) = wait {
+        return Err(ApiError::too_many(wait, "This API key made too many requests; retry later."));
     }
     Ok(Caller { key, org, member })
 }
