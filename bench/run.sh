@@ -21,7 +21,7 @@ BASE="http://127.0.0.1:$PORT"
 PASSWORD="bench pass phrase for vestibule"
 
 command -v wrk >/dev/null || { apt-get install -y -q wrk >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null; }; }
-cargo build --release --bin vestibule --example seed --example oidc_bench
+cargo build --release --bin vestibule --example seed --example oidc_bench --example rsa_sign
 TARGET=${CARGO_TARGET_DIR:-$PWD/target}
 BIN=$TARGET/release/vestibule
 SEED=$TARGET/release/examples/seed
@@ -87,6 +87,8 @@ for BACKEND in $BACKENDS; do
     CSRF=$(curl -s -c "$JAR" -b "$JAR" "$BASE/signin" | token)
     curl -s -c "$JAR" -b "$JAR" -o /dev/null --data-urlencode "email=admin@bench.test" \
         --data-urlencode "password=$PASSWORD" -d "csrf_token=$CSRF&next=/" "$BASE/signin"
+    # The CSRF token is bound to the session, which signing in renews: take the signed-in one.
+    CSRF=$(curl -s -c "$JAR" -b "$JAR" "$BASE/o/bench/admin/invite" | token)
     COOKIE=$(awk '!/^#/ || /^#HttpOnly_/ {sub(/^#HttpOnly_/, ""); if (NF >= 7) printf "%s=%s; ", $6, $7}' "$JAR")
     LINK=$(curl -s -c "$JAR" -b "$JAR" -d "csrf_token=$CSRF&email=landing%40partner.test&user_type=Guest" \
         "$BASE/o/bench/admin/invite" | grep -o "$BASE/redeem/[A-Za-z0-9_-]*" | head -n1 || true)

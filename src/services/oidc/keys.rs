@@ -19,6 +19,7 @@ use crate::db::models::OidcKey;
 use crate::db::schema::oidc_keys;
 use crate::db::{self, DbConnection};
 use crate::domain::oidc::KEY_OVERLAP_SECONDS;
+use crate::services::oidc::signer;
 
 /// Size of new RSA keys.
 const KEY_BITS: usize = 2048;
@@ -27,6 +28,7 @@ pub const RELOAD_EVERY: Duration = Duration::from_secs(60);
 
 /// Generates an RSA key pair and its row (kid, private key, public JWK).
 pub fn generate() -> anyhow::Result<OidcKey> {
+    signer::install();
     let private =
         rsa::PrivateKey::new(&mut rand::rng(), KEY_BITS).map_err(|e| anyhow::anyhow!("generating an RSA key: {e}"))?;
     let der = private.to_pkcs1_der().map_err(|e| anyhow::anyhow!("encoding the RSA key: {e}"))?;
@@ -47,6 +49,7 @@ pub fn generate() -> anyhow::Result<OidcKey> {
 
 /// Creates the first signing key when there is none that signs (first start).
 pub fn ensure_signing_key(conn: &mut DbConnection) -> anyhow::Result<()> {
+    signer::install();
     let active: i64 = oidc_keys::table.filter(oidc_keys::retired_at.is_null()).count().get_result(conn)?;
     if active == 0 {
         let key = generate()?;
@@ -88,20 +91,22 @@ pub struct KeySet {
 impl KeySet {
     /// Reads the keys: the newest unretired one signs; every key still to be published is listed.
     pub fn load(conn: &mut DbConnection) -> anyhow::Result<KeySet> {
+        signer::install();
         let now = db::now();
         let rows: Vec<OidcKey> = oidc_keys::table
             .filter(oidc_keys::publish_until.is_null().or(oidc_keys::publish_until.gt(now)))
             .order((oidc_keys::created_at.desc(), oidc_keys::kid.asc()))
             .select(OidcKey::as_select())
             .load(conn)?;
-        let signer = rows
+        let current = rows
             .iter()
             .find(|k| k.retired_at.is_none())
             .ok_or_else(|| anyhow::anyhow!("no OpenID Connect signing key (run `vestibule serve` once)"))?;
-        let der = STANDARD.decode(&signer.private_key)?;
+        let der = STANDARD.decode(&current.private_key)?;
+        signer::warm(&der)?;
         let keys: Vec<Jwk> = rows.iter().filter_map(|k| serde_json::from_str(&k.public_jwk).ok()).collect();
         Ok(KeySet {
-            kid: signer.kid.clone(),
+            kid: current.kid.clone(),
             signing: EncodingKey::from_rsa_der(&der),
             jwks: serde_json::to_string(&JwkSet { keys })?.into(),
             loaded: Instant::now(),

@@ -1,12 +1,14 @@
 //! The OpenID Connect provider: every organization is an issuer, its apps are the clients.
 //!
-//! [`keys`] signs, [`clients`] knows the apps that sign people in, [`access`] decides who may,
-//! and [`grants`] turns a decision into codes and tokens.
+//! [`keys`] signs (through [`signer`], which keeps the private key parsed), [`clients`] knows the
+//! apps that sign people in, [`access`] decides who may, and [`grants`] turns a decision into
+//! codes and tokens.
 
 pub mod access;
 pub mod clients;
 pub mod grants;
 pub mod keys;
+pub mod signer;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
