@@ -252,11 +252,7 @@ async fn authorize(
     body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
     let org = org_of(&state, &slug).await?;
-    let raw = if req.method() == actix_web::http::Method::POST {
-        body.to_vec()
-    } else {
-        req.query_string().as_bytes().to_vec()
-    };
+    let raw = super::params_of(&req, &body);
     let Some(params) = AuthParams::parse(&raw) else {
         return error_page(ctx, "oidc.error_request");
     };

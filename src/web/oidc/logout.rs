@@ -116,11 +116,7 @@ async fn end_session(
     body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
     let org = org_of(&state, &slug).await?;
-    let raw = if req.method() == actix_web::http::Method::POST {
-        body.to_vec()
-    } else {
-        req.query_string().as_bytes().to_vec()
-    };
+    let raw = super::params_of(&req, &body);
     let p = LogoutParams::parse(&raw);
     let issuer = issuer_of(&state, &org.slug);
     let hint = match p.id_token_hint.clone() {

@@ -58,6 +58,12 @@ pub fn issuer_of(state: &AppState, slug: &str) -> String {
 
 /// CORS for the endpoints browsers call from an app's own origin (discovery, JWKS, token and
 /// userinfo for public clients): any origin, no credentials (no cookies are involved).
+/// The parameters of a request that may come as a GET query or a POST form (authorization
+/// and end-session endpoints).
+pub fn params_of(req: &HttpRequest, body: &[u8]) -> Vec<u8> {
+    if req.method() == actix_web::http::Method::POST { body.to_vec() } else { req.query_string().as_bytes().to_vec() }
+}
+
 pub fn with_cors(req: &HttpRequest, mut res: HttpResponse) -> HttpResponse {
     if req.headers().contains_key(header::ORIGIN) {
         let h = res.headers_mut();

@@ -36,6 +36,16 @@ fn parse_form(body: &[u8]) -> Result<HashMap<String, String>, Box<HttpResponse>>
     }
     Ok(map)
 }
+/// The form of a client's request and the client's credentials (token and revocation
+/// endpoints), or the RFC 6749 error answer.
+fn client_request(
+    req: &HttpRequest,
+    body: &[u8],
+) -> Result<(HashMap<String, String>, Credentials, bool), Box<HttpResponse>> {
+    let form = parse_form(body)?;
+    let (creds, basic) = credentials(req, &form)?;
+    Ok((form, creds, basic))
+}
 
 /// The client's credentials: HTTP Basic (`client_secret_basic`, RFC 6749 §2.3.1, both parts
 /// form-urlencoded), else form fields (`client_secret_post`), else `client_id` alone (public).
@@ -126,12 +136,8 @@ async fn token_endpoint(
     slug: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
-    let form = match parse_form(&body) {
-        Ok(f) => f,
-        Err(res) => return Ok(with_cors(&req, *res)),
-    };
-    let (creds, basic) = match credentials(&req, &form) {
-        Ok(c) => c,
+    let (form, creds, basic) = match client_request(&req, &body) {
+        Ok(parts) => parts,
         Err(res) => return Ok(with_cors(&req, *res)),
     };
     let Ok(org) = org_of(&state, &slug).await else {
@@ -240,12 +246,8 @@ async fn revocation_endpoint(
     slug: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
-    let form = match parse_form(&body) {
-        Ok(f) => f,
-        Err(res) => return Ok(with_cors(&req, *res)),
-    };
-    let (creds, basic) = match credentials(&req, &form) {
-        Ok(c) => c,
+    let (form, creds, basic) = match client_request(&req, &body) {
+        Ok(parts) => parts,
         Err(res) => return Ok(with_cors(&req, *res)),
     };
     let Some(token) = form.get("token").cloned().filter(|t| !t.is_empty()) else {
