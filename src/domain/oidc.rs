@@ -5,6 +5,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 use url::Url;
 
+use crate::domain::token::constant_time_eq;
+
 /// Scopes the provider knows; others are ignored (OpenID Connect Core §3.1.2.1).
 pub const SUPPORTED_SCOPES: [&str; 5] = ["openid", "profile", "email", "groups", "offline_access"];
 /// Claims the ID token and userinfo may carry.
@@ -127,11 +129,6 @@ pub fn pkce_s256_matches(verifier: &str, challenge: &str) -> bool {
     }
     let computed = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
     constant_time_eq(computed.as_bytes(), challenge.as_bytes())
-}
-
-/// Compares secrets without an early exit.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The `prompt` parameter.

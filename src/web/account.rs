@@ -68,16 +68,7 @@ struct SigninForm {
     next: Option<String>,
 }
 
-pub use crate::services::accounts::PasswordCheck;
-
-/// Checks `password` for `email` (see [`accounts::check_password`]).
-pub async fn check_password(
-    state: &web::Data<AppState>,
-    email: String,
-    password: String,
-) -> Result<PasswordCheck, AppError> {
-    Ok(accounts::check_password(&state.pool, email, password).await?)
-}
+use crate::services::accounts::PasswordCheck;
 
 /// Longest email address (RFC 5321 path limit) read from a sign-in form.
 const MAX_EMAIL_BYTES: usize = 254;
@@ -154,7 +145,7 @@ async fn signin(
         return Ok(res);
     }
     let mut act = actor(&req, None);
-    match check_password(&state, form.email.clone(), form.password.clone()).await? {
+    match accounts::check_password(&state.pool, form.email.clone(), form.password.clone()).await? {
         PasswordCheck::Ok(user) => {
             signin_succeeded(&state, &form.email, &ip).await?;
             act.user_id = Some(user.id.clone());

@@ -19,7 +19,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures_util::StreamExt;
 use hmac::{KeyInit, Mac};
 
-use crate::domain::token::PlainToken;
+use crate::domain::token::{PlainToken, constant_time_eq};
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -35,10 +35,6 @@ pub fn token_for(key: &[u8], cookie_value: &str) -> String {
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC accepts any key length");
     mac.update(cookie_value.as_bytes());
     URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// True when the Origin / Sec-Fetch-Site headers show a cross-site request.

@@ -15,10 +15,11 @@ use crate::auth::password::hash_password;
 use crate::domain::password::{PasswordProblem, check_new_password};
 use crate::domain::redirect::check_redirect;
 use crate::error::AppError;
+use crate::services::accounts::PasswordCheck;
 use crate::services::redeem::{self, CodeCheck};
 use crate::services::{FieldErrors, ServiceError, accounts, rate};
 use crate::state::AppState;
-use crate::web::account::{PasswordCheck, check_password, signin_paused, signin_succeeded, start_session};
+use crate::web::account::{signin_paused, signin_succeeded, start_session};
 use crate::web::pages::language_cookie;
 use crate::web::{Ctx, Errors, actor, client_ip, ok, render, see_other, with_conn};
 
@@ -205,7 +206,7 @@ async fn signin(
         res.headers_mut().insert(actix_web::http::header::RETRY_AFTER, wait.into());
         return Ok(res);
     }
-    match check_password(&state, email.clone(), form.password.clone()).await? {
+    match accounts::check_password(&state.pool, email.clone(), form.password.clone()).await? {
         PasswordCheck::Ok(user) => {
             signin_succeeded(&state, &email, &ip).await?;
             let mut act = actor(&req, None);
