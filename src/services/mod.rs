@@ -9,6 +9,7 @@ pub mod audit_log;
 pub mod bulk;
 pub mod directory;
 pub mod groups;
+pub mod idp;
 pub mod invitations;
 pub mod lifecycle;
 pub mod oidc;
