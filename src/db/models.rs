@@ -29,6 +29,8 @@ pub struct Organization {
     pub invites_per_hour: i64,
     /// Guest access ends this many days after redemption (None: no end).
     pub guest_access_days: Option<i64>,
+    /// Guests may sign in with a one-time code sent by email (design §10; on by default).
+    pub email_codes: bool,
 }
 
 impl Organization {
@@ -389,5 +391,19 @@ pub struct OidcToken {
     pub expires_at: PrimitiveDateTime,
     pub used_at: Option<PrimitiveDateTime>,
     pub revoked_at: Option<PrimitiveDateTime>,
+    pub created_at: PrimitiveDateTime,
+}
+
+/// A one-time sign-in code sent to an address (only its hash is kept).
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = signin_codes)]
+pub struct SigninCode {
+    /// Canonical address the code was sent to.
+    pub email: String,
+    /// SHA-256 of `email:code`.
+    pub code_hash: String,
+    pub expires_at: PrimitiveDateTime,
+    /// Guesses made so far (at most five are ever compared).
+    pub attempts: i64,
     pub created_at: PrimitiveDateTime,
 }

@@ -16,6 +16,7 @@ diesel::table! {
         domain_list -> Text,
         invites_per_hour -> BigInt,
         guest_access_days -> Nullable<BigInt>,
+        email_codes -> Bool,
     }
 }
 
@@ -360,3 +361,13 @@ diesel::table! {
 
 diesel::joinable!(oidc_clients -> apps (app_id));
 diesel::allow_tables_to_appear_in_same_query!(oidc_clients, apps);
+
+diesel::table! {
+    signin_codes (email) {
+        email -> Text,
+        code_hash -> Text,
+        expires_at -> Timestamp,
+        attempts -> BigInt,
+        created_at -> Timestamp,
+    }
+}

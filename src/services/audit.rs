@@ -58,6 +58,10 @@ pub mod action {
     pub const OIDC_SECRET_ROTATED: &str = "oidc.secret_rotated";
     pub const OIDC_ACCESS_DENIED: &str = "oidc.access_denied";
     pub const OIDC_REPLAY: &str = "oidc.replay_detected";
+    pub const CODE_SENT: &str = "code.sent";
+    pub const CODE_FAILED: &str = "code.failed";
+    pub const PASSWORD_RESET_REQUESTED: &str = "account.password_reset_requested";
+    pub const PASSWORD_RESET_DONE: &str = "account.password_reset";
 
     /// Every action above, in the order the audit page offers them; a unit test keeps it complete.
     pub const ALL: &[&str] = &[
@@ -110,6 +114,10 @@ pub mod action {
         OIDC_SECRET_ROTATED,
         OIDC_ACCESS_DENIED,
         OIDC_REPLAY,
+        CODE_SENT,
+        CODE_FAILED,
+        PASSWORD_RESET_REQUESTED,
+        PASSWORD_RESET_DONE,
     ];
 }
 

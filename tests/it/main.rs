@@ -18,3 +18,4 @@ mod policy;
 mod redeem;
 mod security;
 mod setup;
+mod signin;

@@ -73,6 +73,10 @@ fn action_key(name: &str) -> Option<&'static str> {
         action::OIDC_SECRET_ROTATED => "audit.action.oidc_secret_rotated",
         action::OIDC_ACCESS_DENIED => "audit.action.oidc_access_denied",
         action::OIDC_REPLAY => "audit.action.oidc_replay_detected",
+        action::CODE_SENT => "audit.action.code_sent",
+        action::CODE_FAILED => "audit.action.code_failed",
+        action::PASSWORD_RESET_REQUESTED => "audit.action.password_reset_requested",
+        action::PASSWORD_RESET_DONE => "audit.action.password_reset",
         _ => return None,
     })
 }
@@ -174,10 +178,12 @@ fn view(tr: &Tr, r: AuditRow) -> Row {
 
 /// Actions recorded outside any organization (sign-ins, a person's own account): never in an
 /// organization's log, so not offered in its filter.
-const NOT_IN_ORGS: [&str; 5] = [
+const NOT_IN_ORGS: [&str; 7] = [
     action::SIGNIN_SUCCEEDED,
     action::SIGNIN_FAILED,
     action::PASSWORD_CHANGED,
+    action::PASSWORD_RESET_REQUESTED,
+    action::PASSWORD_RESET_DONE,
     action::PROFILE_CHANGED,
     action::SESSIONS_ENDED,
 ];
