@@ -7,6 +7,7 @@ use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use askama::Template;
 use serde::Deserialize;
+use tokio::time::{Duration, Instant};
 
 use super::{MAX_EMAIL_BYTES, SigninPage, SigninStep, WayIn, finish_signin};
 use crate::auth::password::hash_password;
@@ -21,6 +22,17 @@ use crate::web::{Ctx, Errors, actor, client_ip, invalid, ok, render, safe_next, 
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(send_code).service(verify_code).service(forgot_page).service(forgot).service(reset_page).service(reset);
+}
+
+/// The least time an answer that must not tell whether an account exists takes. Mailing a code
+/// or a link costs a few milliseconds more than not mailing it (rendering, the outbox row, the
+/// audit event); waiting out the rest of this floor (asynchronously: no thread is held) makes
+/// both answers arrive after the same time.
+const SAME_ANSWER_FLOOR: Duration = Duration::from_millis(100);
+
+/// Waits until `SAME_ANSWER_FLOOR` has passed since `started`.
+async fn answer_floor(started: Instant) {
+    tokio::time::sleep_until(started + SAME_ANSWER_FLOOR).await;
 }
 
 /// A 429 answer carrying `Retry-After`.
@@ -46,6 +58,7 @@ async fn send_code(
     ctx: Ctx,
     form: web::Form<CodeRequest>,
 ) -> Result<HttpResponse, AppError> {
+    let started = Instant::now();
     let typed = crate::domain::clip(form.email.trim(), MAX_EMAIL_BYTES).to_owned();
     let next = safe_next(form.next.as_deref());
     let Ok(email) = Email::parse(&typed) else {
@@ -66,6 +79,7 @@ async fn send_code(
     let (act, lang, url, e) = (actor(&req, None), ctx.lang, state.settings.public_url.clone(), email.clone());
     with_conn(&state, move |c| Ok(signin_codes::send(c, &e, lang, &url, &act)?)).await?;
     page.notice = Some("signin.code_sent");
+    answer_floor(started).await;
     ok(&page)
 }
 
@@ -90,7 +104,9 @@ async fn verify_code(
     let typed = crate::domain::clip(form.email.trim(), MAX_EMAIL_BYTES).to_owned();
     let next = safe_next(form.next.as_deref());
     let Ok(email) = Email::parse(&typed) else {
-        return invalid(&SigninPage::new(ctx, SigninStep::Email, &typed, &next));
+        let mut page = SigninPage::new(ctx, SigninStep::Email, &typed, &next);
+        page.errors = Errors(FieldErrors(vec![("email", "signin.email_invalid")]));
+        return invalid(&page);
     };
     let code = crate::domain::clip(&form.code, 64).to_owned();
     let (act, e) = (actor(&req, None), email.clone());
@@ -147,6 +163,7 @@ async fn forgot(
     ctx: Ctx,
     form: web::Form<ForgotForm>,
 ) -> Result<HttpResponse, AppError> {
+    let started = Instant::now();
     let typed = crate::domain::clip(form.email.trim(), MAX_EMAIL_BYTES).to_owned();
     let mut page =
         ForgotPage { ctx: ctx.clone(), errors: Errors::default(), email: typed.clone(), sent: false, problem: None };
@@ -166,6 +183,7 @@ async fn forgot(
     with_conn(&state, move |c| Ok(password_reset::request(c, &e, lang, &url, &act)?)).await?;
     page.email = email.as_str().to_owned();
     page.sent = true;
+    answer_floor(started).await;
     ok(&page)
 }
 
