@@ -433,3 +433,27 @@ async fn code_and_reset_requests_are_throttled(app: TestApp) {
 }
 
 on_both_databases!(code_and_reset_requests_are_throttled);
+
+async fn an_account_with_a_password_may_redeem_with_a_code(app: TestApp) {
+    let admin = app.admin().await;
+    app.create_org("Globex", "globex", "boss@globex.test");
+    let link = invite_by_email(&app, &admin, "boss@globex.test").await;
+    let guest = app.browser();
+    let (_, body) = guest.get_text(&link).await;
+    assert!(body.contains("Sign in to accept") && body.contains("Email me a code instead"));
+    let before = app.smtp.count_for("boss@globex.test");
+    let res = guest.post(&format!("{link}/code/send"), &[]).await;
+    assert_eq!(location(&res), link);
+    let code = code_in(&app.smtp.wait_for_nth("boss@globex.test", before + 1).await);
+    let (_, body) = guest.get_text(&link).await;
+    assert!(body.contains("autocomplete=\"one-time-code\"") && body.contains("name=\"password\""), "code or password");
+    let res = guest.post(&format!("{link}/code"), &[("code", &code)]).await;
+    assert_eq!(location(&res), format!("{link}/consent"));
+    assert_eq!(location(&guest.post(&format!("{link}/accept"), &[]).await), "/o/acme/apps");
+    assert!(password_hash(&app, "boss@globex.test").is_some(), "the password stays");
+    let events = actions(&app);
+    assert!(events.iter().any(|(a, d)| a == "code.sent" && d.as_deref() == Some("redeem")));
+    assert!(events.iter().any(|(a, d)| a == "signin.succeeded" && d.as_deref() == Some("code")));
+}
+
+on_both_databases!(an_account_with_a_password_may_redeem_with_a_code);
