@@ -179,4 +179,20 @@ mod tests {
         }
         assert!(mail.text.contains("Ada <b>") && mail.html.contains("Ada &#60;b&#62;"), "{}", mail.html);
     }
+
+    #[test]
+    fn sign_in_codes_and_reset_links_in_both_languages() {
+        let mail = signin_code(&user(), "01234567", Lang::Fr).unwrap();
+        assert_eq!(mail.subject, "01234567 est votre code de connexion Vestibule");
+        assert!(mail.text.contains("01234567") && mail.html.contains("01234567"));
+        assert!(mail.text.contains("10 minutes") && mail.html.contains("Ada &#60;b&#62;"));
+        let url = "https://portal.example.com/signin/reset/abc";
+        let mail = password_reset(&user(), url, Lang::En).unwrap();
+        assert_eq!(mail.subject, "Choose a new Vestibule password");
+        assert!(mail.text.contains(url) && mail.html.contains(url) && mail.text.contains("30 minutes"));
+        let base = Url::parse("https://portal.example.com").unwrap();
+        let mail = reset_at_provider(&user(), "Contoso", &base, Lang::Fr).unwrap();
+        assert!(mail.text.contains("Contoso") && mail.text.contains("https://portal.example.com/signin"));
+        assert!(!mail.text.contains("/signin/reset/"), "no link to reset a password it does not have");
+    }
 }
