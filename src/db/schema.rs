@@ -360,3 +360,14 @@ diesel::table! {
 
 diesel::joinable!(oidc_clients -> apps (app_id));
 diesel::allow_tables_to_appear_in_same_query!(oidc_clients, apps);
+
+diesel::table! {
+    invitation_api_details (invitation_id) {
+        invitation_id -> Text,
+        display_name -> Nullable<Text>,
+        message_language -> Nullable<Text>,
+        cc_address -> Nullable<Text>,
+        cc_name -> Nullable<Text>,
+        sponsor_id -> Nullable<Text>,
+    }
+}
