@@ -60,6 +60,11 @@ fn column_of(heading: &str) -> Option<Column> {
     })
 }
 
+/// How many bracketed keys of known columns a heading cell holds.
+fn keys_in(heading: &str) -> usize {
+    heading.split('[').skip(1).filter(|part| part.contains(']') && column_of(&format!("[{part}")).is_some()).count()
+}
+
 /// One data record of the file, as typed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ParsedRow {
@@ -188,7 +193,9 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<ParsedRow>, &'static str> {
                 continue;
             }
             let cols: Vec<Option<Column>> = record.iter().map(column_of).collect();
-            if !cols.contains(&Some(Column::Email)) {
+            // Several keys in one cell: the file uses a separator we do not read (`|`, …), and
+            // every row would be one cell; say so once rather than once per row.
+            if !cols.contains(&Some(Column::Email)) || record.iter().any(|h| keys_in(h) > 1) {
                 return Err("bulk.file_no_header");
             }
             columns = Some(cols);
@@ -436,6 +443,7 @@ mod tests {
     fn unrecognised_heading_is_one_problem_for_the_whole_file() {
         assert_eq!(parse(b"Email;Name\r\nada@example.com;Ada\r\n"), Err("bulk.file_no_header"));
         assert_eq!(parse(b"ada@example.com,https://x.example\n"), Err("bulk.file_no_header"));
+        assert_eq!(parse(b"[inviteeEmail]|[displayName]\nada@example.com|Ada\n"), Err("bulk.file_no_header"));
     }
 
     #[test]
