@@ -662,6 +662,13 @@ async fn sponsors_and_methods(app: TestApp) {
         app.with_conn(|c| users::table.filter(users::email.eq("kai@fabrikam.com")).count().get_result(c).unwrap());
     assert_eq!(kai, 0, "nothing is written when a sponsor is refused");
 
+    // DELETE takes an address too, as Graph takes a user principal name.
+    let (status, _) = api.call(reqwest::Method::DELETE, "/api/v1.0/users/Lee@Fabrikam.com", None, false).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(api.get(&format!("/api/v1.0/users/{guest}")).await.0, StatusCode::NOT_FOUND);
+    let (status, _) = api.call(reqwest::Method::DELETE, "/api/v1.0/users/lee@fabrikam.com", None, false).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
     // 405 carries Allow and Graph's code, not a not-found one.
     for (method, path, allow) in [
         (reqwest::Method::PUT, "/api/v1.0/invitations".to_owned(), "POST"),
