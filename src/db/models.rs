@@ -407,3 +407,16 @@ pub struct SigninCode {
     pub attempts: i64,
     pub created_at: PrimitiveDateTime,
 }
+
+/// What a JSON API client sent with an invitation beyond the invitation row, answered back as
+/// given by `GET /api/v1.0/invitations/{id}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = invitation_api_details)]
+pub struct InvitationApiDetails {
+    pub invitation_id: String,
+    pub display_name: Option<String>,
+    pub message_language: Option<String>,
+    pub cc_address: Option<String>,
+    pub cc_name: Option<String>,
+    pub sponsor_id: Option<String>,
+}

@@ -371,3 +371,14 @@ diesel::table! {
         created_at -> Timestamp,
     }
 }
+
+diesel::table! {
+    invitation_api_details (invitation_id) {
+        invitation_id -> Text,
+        display_name -> Nullable<Text>,
+        message_language -> Nullable<Text>,
+        cc_address -> Nullable<Text>,
+        cc_name -> Nullable<Text>,
+        sponsor_id -> Nullable<Text>,
+    }
+}
