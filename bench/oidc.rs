@@ -3,6 +3,9 @@
 //! its own. Codes live 60 seconds, so the first phase collects them and the second spends them.
 //!
 //! `oidc_bench BASE COOKIE CLIENT_ID CLIENT_SECRET REDIRECT_URI [CODES] [CONNS]`
+//!
+//! With `SERVER_PID` set, each line also gives the server's own CPU time per request (user +
+//! system, from `/proc/PID/stat`): the figure least moved by other load on a shared machine.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,12 +18,27 @@ use tokio::sync::Mutex;
 
 const VERIFIER: &str = "vestibule-benchmark-pkce-verifier-0123456789abcdef";
 
-fn report(name: &str, started: Instant, mut lat: Vec<Duration>, errors: usize) {
+/// CPU seconds (user + system) the server has used so far, when `SERVER_PID` names it.
+fn server_cpu() -> Option<f64> {
+    let pid = std::env::var("SERVER_PID").ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    // utime and stime: fields 14 and 15 of the line, 12 and 13 after the name; 100 ticks/s.
+    Some((fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?) / 100.0)
+}
+
+fn report(name: &str, started: Instant, cpu_before: Option<f64>, mut lat: Vec<Duration>, errors: usize) {
     lat.sort();
     let n = lat.len();
     let p99 = lat.get((n * 99 / 100).min(n.saturating_sub(1))).copied().unwrap_or_default();
     let rate = n as f64 / started.elapsed().as_secs_f64();
-    println!("| {name} | {rate:.0} | {:.1} ms | {errors} |", p99.as_secs_f64() * 1000.0);
+    let cpu = match (cpu_before, server_cpu()) {
+        (Some(before), Some(after)) => {
+            format!(" {:.2} ms server CPU/request |", (after - before) * 1000.0 / n.max(1) as f64)
+        }
+        _ => String::new(),
+    };
+    println!("| {name} | {rate:.0} | {:.1} ms | {errors} |{cpu}", p99.as_secs_f64() * 1000.0);
 }
 
 #[tokio::main]
@@ -44,6 +62,7 @@ async fn main() {
     let lat = Arc::new(Mutex::new(Vec::with_capacity(codes_wanted)));
     let issued = Arc::new(AtomicUsize::new(0));
     let errors = Arc::new(AtomicUsize::new(0));
+    let cpu = server_cpu();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..conns {
@@ -74,11 +93,12 @@ async fn main() {
         let _ = t.await;
     }
     let lat_a = std::mem::take(&mut *lat.lock().await);
-    report("authorization request (signed in, code issued)", started, lat_a, errors.load(Ordering::Relaxed));
+    report("authorization request (signed in, code issued)", started, cpu, lat_a, errors.load(Ordering::Relaxed));
 
     // Phase 2: exchanges (client_secret_basic, PKCE, RS256 ID token).
     let token_url = format!("{base}/o/bench/oidc/token");
     let errors = Arc::new(AtomicUsize::new(0));
+    let cpu = server_cpu();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..conns {
@@ -113,5 +133,5 @@ async fn main() {
         let _ = t.await;
     }
     let lat_t = std::mem::take(&mut *lat.lock().await);
-    report("token exchange (code → RS256 ID token)", started, lat_t, errors.load(Ordering::Relaxed));
+    report("token exchange (code → RS256 ID token)", started, cpu, lat_t, errors.load(Ordering::Relaxed));
 }

@@ -142,7 +142,7 @@ for BACKEND in $BACKENDS; do
     scenario "OIDC discovery document" "$BASE/o/bench/.well-known/openid-configuration"
     scenario "OIDC JWKS" "$BASE/o/bench/oidc/jwks"
     scenario "OIDC userinfo (Bearer)" "$BASE/o/bench/oidc/userinfo" -H "Authorization: Bearer $ACCESS"
-    "$OIDC_BENCH" "$BASE" "$COOKIE" "$CLIENT_ID" "$CLIENT_SECRET" https://app.bench.test/cb \
+    SERVER_PID=$SERVER "$OIDC_BENCH" "$BASE" "$COOKIE" "$CLIENT_ID" "$CLIENT_SECRET" https://app.bench.test/cb \
         "${OIDC_CODES:-10000}" "$CONNS" | sed "s/^| /| $BACKEND | /"
 
     kill -TERM "$SERVER"

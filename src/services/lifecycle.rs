@@ -551,6 +551,8 @@ pub fn run_daily(conn: &mut DbConnection, now: PrimitiveDateTime, public_url: &U
     }
     // Rate counters whose window is long over (no window outlasts a day).
     crate::services::rate::purge_stale(conn, db::now())?;
+    // OpenID Connect codes and tokens that expired over a day ago.
+    crate::services::oidc::grants::purge_expired(conn, now)?;
     Ok(report)
 }
 

@@ -11,7 +11,7 @@ use openidconnect::{
     RedirectUrl, RefreshToken, Scope, TokenResponse,
 };
 use reqwest::StatusCode;
-use vestibule::db::schema::{audit_events, memberships};
+use vestibule::db::schema::{audit_events, memberships, oidc_codes, oidc_tokens};
 use vestibule::services::oidc::{access, clients};
 use vestibule::services::{Actor, apps, orgs};
 
@@ -310,7 +310,6 @@ async fn oidc_refresh_refused_after_lifecycle_changes(app: TestApp) {
     }
     for (who, _, refresh, _) in &held {
         let live: i64 = app.with_conn(|c| {
-            use vestibule::db::schema::oidc_tokens;
             oidc_tokens::table
                 .filter(oidc_tokens::token_hash.eq(vestibule::domain::token::hash_token(refresh.secret())))
                 .filter(oidc_tokens::revoked_at.is_null())
@@ -552,7 +551,40 @@ async fn rp_app_existing(app: &TestApp, rp: &RpApp) -> Rp {
         .set_redirect_uri(RedirectUrl::new(REDIRECT.to_owned()).unwrap())
 }
 
+/// The daily job deletes codes and tokens a day after they expire, and keeps live ones.
+async fn oidc_expired_codes_and_tokens_are_purged(app: TestApp) {
+    let _admin = app.admin().await;
+    let rp = rp_app(&app, "Wiki", false).await;
+    let (b, _) = entitled_guest(&app, &rp, "purge@partner.test").await;
+    let s = start(&rp, &["offline_access"]);
+    let code = authorize(&b, &s.url).await.remove("code").unwrap();
+    rp.rp
+        .exchange_code(AuthorizationCode::new(code))
+        .unwrap()
+        .set_pkce_verifier(s.verifier)
+        .request_async(&http)
+        .await
+        .expect("code exchange");
+    let count = |app: &TestApp| {
+        app.with_conn(|c| {
+            let codes: i64 = oidc_codes::table.count().get_result(c).unwrap();
+            let tokens: i64 = oidc_tokens::table.count().get_result(c).unwrap();
+            (codes, tokens)
+        })
+    };
+    let (codes, tokens) = count(&app);
+    assert!(codes >= 1 && tokens >= 2, "a spent code, an access and a refresh token: {codes} {tokens}");
+    let public = url::Url::parse(&app.base).unwrap();
+    app.with_conn(|c| vestibule::services::lifecycle::run_daily(c, vestibule::db::now(), &public).unwrap());
+    assert_eq!(count(&app), (codes, tokens), "nothing has been expired a day yet");
+    // A year on, every code and token (the refresh token lives longest) expired long ago.
+    let later = vestibule::db::now() + time::Duration::days(400);
+    app.with_conn(|c| vestibule::services::lifecycle::run_daily(c, later, &public).unwrap());
+    assert_eq!(count(&app), (0, 0));
+}
+
 on_both_databases!(
+    oidc_expired_codes_and_tokens_are_purged,
     oidc_code_flow_with_pkce_refresh_and_replay,
     oidc_refresh_refused_after_lifecycle_changes,
     oidc_refuses_attacks,

@@ -1,32 +1,31 @@
 //! RS256 signatures with a private key parsed once.
 //!
-//! `jsonwebtoken` builds and encodes every JWS, but its RustCrypto backend keeps the key as DER
-//! and parses it again, recomputing its CRT values, for every signature: that costs more than
-//! the signature itself. The crate lets a program install its own [`CryptoProvider`]; ours is
-//! the RustCrypto one with a single change: RS256 signers come from a small cache of parsed
-//! keys, found by the SHA-256 of the key's DER. A key missing from the cache is parsed and
-//! added, so the cache only saves work and never changes a signature.
+//! `jsonwebtoken` builds and encodes every JWS, but its backends keep the key as DER and parse
+//! it again (with AWS-LC's key checks) for every signature. The crate lets a program install its
+//! own [`CryptoProvider`]; ours is the aws-lc-rs one with a single change: RS256 signers come
+//! from a small cache of parsed keys, found by the SHA-256 of the key's DER. A key missing from
+//! the cache is parsed and added, so the cache only saves work and never changes a signature.
 
 use std::sync::{Arc, LazyLock, Once, RwLock};
 
-use jsonwebtoken::crypto::{CryptoProvider, JwtSigner, rust_crypto};
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
+use jsonwebtoken::crypto::{CryptoProvider, JwtSigner, aws_lc};
 use jsonwebtoken::errors::{ErrorKind, Result};
-use jsonwebtoken::signature::{self, SignatureEncoding, Signer};
+use jsonwebtoken::signature::{self, Signer};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, EncodingKey};
-use rsa::pkcs1::DecodeRsaPrivateKey;
-use rsa::pkcs1v15::SigningKey;
 use sha2::{Digest, Sha256};
 
 /// Parsed keys kept at most (an instance signs with one key; tests start many instances).
 const CACHED_KEYS: usize = 8;
 
-type ParsedKey = Arc<SigningKey<Sha256>>;
+type ParsedKey = Arc<RsaKeyPair>;
 
 /// Parsed signing keys by the SHA-256 of their DER, oldest first.
 static PARSED: RwLock<Vec<([u8; 32], ParsedKey)>> = RwLock::new(Vec::new());
 
 static PROVIDER: LazyLock<CryptoProvider> =
-    LazyLock::new(|| CryptoProvider { signer_factory: new_signer, ..rust_crypto::DEFAULT_PROVIDER.clone() });
+    LazyLock::new(|| CryptoProvider { signer_factory: new_signer, ..aws_lc::DEFAULT_PROVIDER.clone() });
 
 /// Makes our provider the process's `jsonwebtoken` provider. Call it before anything else
 /// uses `jsonwebtoken` (the keys module does, in each of its entry points); when something
@@ -52,7 +51,7 @@ fn new_signer(algorithm: &Algorithm, key: &EncodingKey) -> Result<Box<dyn JwtSig
     if *algorithm == Algorithm::RS256 && key.family() == AlgorithmFamily::Rsa {
         return Ok(Box::new(Rs256Signer(parsed(key.as_bytes())?)));
     }
-    (rust_crypto::DEFAULT_PROVIDER.signer_factory)(algorithm, key)
+    (aws_lc::DEFAULT_PROVIDER.signer_factory)(algorithm, key)
 }
 
 fn parsed(der: &[u8]) -> Result<ParsedKey> {
@@ -61,8 +60,7 @@ fn parsed(der: &[u8]) -> Result<ParsedKey> {
     if let Some(key) = PARSED.read().ok().and_then(|cache| found(&cache)) {
         return Ok(key);
     }
-    let private = rsa::PrivateKey::from_pkcs1_der(der).map_err(|e| ErrorKind::InvalidRsaKey(e.to_string()))?;
-    let key = Arc::new(SigningKey::<Sha256>::new(private));
+    let key = Arc::new(RsaKeyPair::from_der(der).map_err(|e| ErrorKind::InvalidRsaKey(e.to_string()))?);
     if let Ok(mut cache) = PARSED.write()
         && found(&cache).is_none()
     {
@@ -74,13 +72,15 @@ fn parsed(der: &[u8]) -> Result<ParsedKey> {
     Ok(key)
 }
 
-/// RSASSA-PKCS1-v1_5 with SHA-256 over a parsed key (the signature RustCrypto's own RS256
+/// RSASSA-PKCS1-v1_5 with SHA-256 over a parsed key (the signature the crate's own RS256
 /// signer makes).
 struct Rs256Signer(ParsedKey);
 
 impl Signer<Vec<u8>> for Rs256Signer {
     fn try_sign(&self, msg: &[u8]) -> std::result::Result<Vec<u8>, signature::Error> {
-        Ok(self.0.try_sign(msg)?.to_vec())
+        let mut sig = vec![0; self.0.public_modulus_len()];
+        self.0.sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), msg, &mut sig).map_err(signature::Error::from_source)?;
+        Ok(sig)
     }
 }
 
@@ -105,7 +105,7 @@ mod tests {
         let claims = serde_json::json!({ "sub": "s", "aud": "a", "exp": 4_000_000_000_i64 });
 
         let ours = jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &key).unwrap();
-        let theirs = (rust_crypto::DEFAULT_PROVIDER.signer_factory)(&Algorithm::RS256, &key).unwrap();
+        let theirs = (aws_lc::DEFAULT_PROVIDER.signer_factory)(&Algorithm::RS256, &key).unwrap();
         let (message, sig) = ours.rsplit_once('.').unwrap();
 
         use base64::Engine;
