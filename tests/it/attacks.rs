@@ -334,7 +334,6 @@ async fn csrf_token_changes_with_the_identity(app: TestApp) {
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hsts_only_when_the_public_url_is_https() {
     use crate::helpers::{Db, Options};
     let https = TestApp::start_with(Db::Sqlite, Options { https: true, ..Options::default() }).await.unwrap();
@@ -410,3 +409,5 @@ async fn svg_icons_are_allow_listed_by_namespace(app: TestApp) {
 }
 
 on_both_databases!(svg_icons_are_allow_listed_by_namespace);
+
+crate::plain_tests!(hsts_only_when_the_public_url_is_https);

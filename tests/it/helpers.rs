@@ -22,9 +22,9 @@ pub enum Db {
     Postgres,
 }
 
-/// The PostgreSQL server for tests, when configured.
+/// The PostgreSQL server for tests, when one answers (see [`crate::harness::postgres`]).
 pub fn postgres_url() -> Option<String> {
-    std::env::var("VESTIBULE_TEST_POSTGRES_URL").ok().filter(|s| !s.is_empty())
+    crate::harness::postgres().as_ref().ok().cloned()
 }
 
 /// A PostgreSQL database made for one test and dropped after it.
@@ -334,28 +334,4 @@ pub fn location(res: &Response) -> String {
 pub fn path_of(link: &str) -> String {
     let u = url::Url::parse(link).unwrap();
     u.path().to_owned()
-}
-
-/// Generates one `#[tokio::test]` per database for each async test function taking a `TestApp`.
-#[macro_export]
-macro_rules! on_both_databases {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    let app = $crate::helpers::TestApp::start($crate::helpers::Db::Sqlite).await.unwrap();
-                    super::$name(app).await;
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    match $crate::helpers::TestApp::start($crate::helpers::Db::Postgres).await {
-                        Some(app) => super::$name(app).await,
-                        None => eprintln!("VESTIBULE_TEST_POSTGRES_URL not set: PostgreSQL run skipped"),
-                    }
-                }
-            }
-        )*
-    };
 }
