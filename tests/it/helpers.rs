@@ -335,3 +335,40 @@ pub fn path_of(link: &str) -> String {
     let u = url::Url::parse(link).unwrap();
     u.path().to_owned()
 }
+
+/// Every table of the schema (read from src/db/schema.rs, so tables added later are counted too).
+pub fn all_tables() -> Vec<String> {
+    let schema = include_str!("../../src/db/schema.rs");
+    let lines: Vec<&str> = schema.lines().collect();
+    lines
+        .windows(2)
+        .filter(|w| w[0].trim_start().starts_with("diesel::table!"))
+        .filter_map(|w| w[1].split_whitespace().next().map(str::to_owned))
+        .collect()
+}
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+impl TestApp {
+    /// The number of rows of every table, to show that a refused request stored nothing.
+    /// `sessions` is left out: any visit may start a session.
+    pub fn row_counts(&self) -> Vec<(String, i64)> {
+        self.with_conn(|c| {
+            all_tables()
+                .into_iter()
+                .filter(|t| t != "sessions")
+                .map(|t| {
+                    let n = diesel::sql_query(format!("SELECT COUNT(*) AS n FROM {t}"))
+                        .get_result::<Count>(c)
+                        .unwrap_or_else(|e| panic!("counting {t}: {e}"))
+                        .n;
+                    (t, n)
+                })
+                .collect()
+        })
+    }
+}

@@ -15,6 +15,7 @@ mod bulk_kill;
 mod groups_apps;
 mod instances;
 mod lifecycle;
+mod limits;
 mod mail;
 mod oidc;
 mod policy;
