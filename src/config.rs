@@ -33,6 +33,9 @@ pub struct Settings {
     pub throttle_enabled: bool,
     /// How long an instance trusts its cached OpenID Connect keys, in milliseconds (tests shorten it).
     pub oidc_keys_reload_ms: u64,
+    /// How long a SQLite statement waits for a lock held by another connection or process
+    /// before the request answers 503, in milliseconds (tests shorten it).
+    pub sqlite_busy_ms: u64,
 }
 
 /// A setting that could not be used; the message names it.
@@ -137,6 +140,7 @@ impl Settings {
             mail_poll_ms: 2000,
             throttle_enabled,
             oidc_keys_reload_ms: 60_000,
+            sqlite_busy_ms: crate::db::SQLITE_BUSY_MS,
         })
     }
 

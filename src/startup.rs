@@ -60,7 +60,7 @@ fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
 
 /// Opens the database and runs migrations (the `migrate` command and every start).
 pub fn prepare_database(settings: &Settings) -> anyhow::Result<Pool> {
-    let pool = db::connect(&settings.database_url, 16)?;
+    let pool = db::connect_with(&settings.database_url, 16, settings.sqlite_busy_ms)?;
     let mut conn = pool.get().context("connecting to the database")?;
     db::run_migrations(&mut conn)?;
     // The OpenID Connect signing key is made at first start (never logged).

@@ -60,6 +60,10 @@ pub struct TestApp {
     pub setup_link: Option<String>,
     /// The settings it was started with (other instances start with them too).
     pub settings: Settings,
+    /// The database's own URL (not through the relay), for assertions during an outage.
+    pub direct_url: String,
+    /// The relay to PostgreSQL, when started with [`Options::db_proxy`].
+    pub proxy: Option<crate::proxy::DbProxy>,
     _pg: Option<PgDatabase>,
     _dir: tempfile::TempDir,
 }
@@ -71,6 +75,10 @@ pub struct Options {
     pub smtp_down: bool,
     /// Give the app an `https` public URL (it is still reached over plain http).
     pub https: bool,
+    /// PostgreSQL: reach the database through a relay the test can cut ([`TestApp::proxy`]).
+    pub db_proxy: bool,
+    /// SQLite: how long a statement waits for a lock, in milliseconds (default: the app's).
+    pub sqlite_busy_ms: Option<u64>,
 }
 
 impl TestApp {
@@ -82,14 +90,37 @@ impl TestApp {
     /// Starts the app with options.
     pub async fn start_with(db: Db, opts: Options) -> Option<TestApp> {
         let dir = tempfile::tempdir().unwrap();
+        let mut proxy = None;
+        let mut direct_url = String::new();
         let (pg, database_url) = match db {
             Db::Sqlite => (None, format!("sqlite://{}", dir.path().join("test.db").display())),
             Db::Postgres => {
                 let admin = postgres_url()?;
                 let (pg, url) = PgDatabase::create(&admin);
+                direct_url = url.clone();
+                let url = if opts.db_proxy {
+                    let mut u = url::Url::parse(&url).unwrap();
+                    let upstream = std::net::ToSocketAddrs::to_socket_addrs(&(
+                        u.host_str().unwrap_or("127.0.0.1"),
+                        u.port().unwrap_or(5432),
+                    ))
+                    .unwrap()
+                    .next()
+                    .unwrap();
+                    let p = crate::proxy::DbProxy::start(upstream).await;
+                    u.set_host(Some("127.0.0.1")).unwrap();
+                    u.set_port(Some(p.port)).unwrap();
+                    proxy = Some(p);
+                    u.to_string()
+                } else {
+                    url
+                };
                 (Some(pg), url)
             }
         };
+        if direct_url.is_empty() {
+            direct_url = database_url.clone();
+        }
         let smtp_port = if opts.smtp_down {
             let l = TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
@@ -114,6 +145,9 @@ impl TestApp {
         settings.workers = 2;
         settings.mail_poll_ms = 100;
         settings.oidc_keys_reload_ms = 300;
+        if let Some(ms) = opts.sqlite_busy_ms {
+            settings.sqlite_busy_ms = ms;
+        }
         let app = Application::build_with_listener(settings.clone(), listener).expect("build app");
         let pool = app.pool.clone();
         let setup_link = app.setup_link.clone();
@@ -123,7 +157,7 @@ impl TestApp {
             Some(s) => s,
             None => SmtpSink::placeholder(smtp_port),
         };
-        Some(TestApp { base, pool, smtp, setup_link, settings, _pg: pg, _dir: dir })
+        Some(TestApp { base, pool, smtp, setup_link, settings, direct_url, proxy, _pg: pg, _dir: dir })
     }
 
     /// Starts another instance on the same database, data directory (so the same secret key)
@@ -189,6 +223,14 @@ impl TestApp {
             }
             assert!(tokio::time::Instant::now() < deadline, "mail still queued");
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A connection of its own to the database, not through the app's pool (nor the relay).
+    pub fn direct_conn(&self) -> DbConnection {
+        match self.direct_url.strip_prefix("sqlite://") {
+            Some(path) => DbConnection::Sqlite(diesel::SqliteConnection::establish(path).unwrap()),
+            None => DbConnection::Postgresql(diesel::PgConnection::establish(&self.direct_url).unwrap()),
         }
     }
 
@@ -322,7 +364,7 @@ impl Browser {
 pub fn extract_csrf(html: &str) -> Option<String> {
     let i = html.find("name=\"csrf_token\" value=\"")?;
     let rest = &html[i + "name=\"csrf_token\" value=\"".len()..];
-    Some(rest[..rest.find('"')?].to_owned())
+    Some(rest[..rest.find('"')?].to_owned()).filter(|t| !t.is_empty())
 }
 
 /// The `Location` header of a redirect.

@@ -4,6 +4,7 @@
 
 mod harness;
 mod helpers;
+mod proxy;
 mod smtp;
 
 mod admin;
@@ -12,6 +13,7 @@ mod attacks;
 mod audit_account;
 mod bulk;
 mod bulk_kill;
+mod faults;
 mod groups_apps;
 mod instances;
 mod lifecycle;

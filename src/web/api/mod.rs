@@ -129,11 +129,15 @@ impl From<AppError> for ApiError {
             AppError::BadRequest(_) => ApiError::bad_request("The request is not valid in the current state."),
             AppError::TooManyRequests(s) => ApiError::too_many(s, "Too many requests; retry later."),
             AppError::PayloadTooLarge => too_large(),
-            AppError::Unavailable => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "ServiceUnavailable",
-                "The service is unavailable; retry later.",
-            ),
+            AppError::Unavailable => {
+                let mut e = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "ServiceUnavailable",
+                    "The service is unavailable; retry later.",
+                );
+                e.retry_after = Some(crate::error::RETRY_UNAVAILABLE_SECS);
+                e
+            }
             AppError::Internal(cause) => {
                 tracing::error!(error = ?cause, "API request failed");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", "An internal error occurred.")
