@@ -27,8 +27,20 @@ pub fn postgres_url() -> Option<String> {
     crate::harness::postgres().as_ref().ok().cloned()
 }
 
+/// A fresh, empty database for a test on `db` (files under `dir`): its URL, and the guard that
+/// drops a PostgreSQL database when the test ends.
+pub fn fresh_database(db: Db, dir: &std::path::Path) -> (Option<PgDatabase>, String) {
+    match db {
+        Db::Sqlite => (None, format!("sqlite://{}", dir.join("test.db").display())),
+        Db::Postgres => {
+            let (pg, url) = PgDatabase::create(&postgres_url().expect("PostgreSQL for this test"));
+            (Some(pg), url)
+        }
+    }
+}
+
 /// A PostgreSQL database made for one test and dropped after it.
-struct PgDatabase {
+pub struct PgDatabase {
     admin_url: String,
     name: String,
 }
@@ -328,6 +340,23 @@ impl Browser {
             self.forget_csrf();
         }
         res
+    }
+
+    /// POST a form with the CSRF token added, as a future that owns what it needs (to send many
+    /// at once); the answer's status, or the error when no answer came.
+    pub fn post_raw_owned(
+        &self,
+        path: &str,
+        fields: Vec<(&'static str, String)>,
+    ) -> impl std::future::Future<Output = Result<StatusCode, String>> + Send + 'static {
+        let client = self.client.clone();
+        let url = self.url(path);
+        let token = self.csrf.lock().unwrap().clone().expect("csrf() first");
+        async move {
+            let mut form = fields;
+            form.push(("csrf_token", token));
+            client.post(url).form(&form).send().await.map(|r| r.status()).map_err(|e| e.to_string())
+        }
     }
 
     /// Saves the acme org's settings: the defaults of a new org, with `changes` applied.

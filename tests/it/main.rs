@@ -21,6 +21,7 @@ mod limits;
 mod mail;
 mod oidc;
 mod policy;
+mod process;
 mod redeem;
 mod security;
 mod setup;
