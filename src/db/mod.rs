@@ -193,7 +193,19 @@ where
         // Already inside a write transaction: the caller's transaction covers this work, and a
         // savepoint lets a refused step roll back alone (PostgreSQL otherwise aborts the whole
         // transaction at the first error, e.g. a unique violation that the step handles).
-        return conn.transaction(f);
+        // SQLite may have rolled back the whole transaction by itself (disk full, I/O error),
+        // so that rolling back to the savepoint fails: the original error is what is answered.
+        <DbConnection as Connection>::TransactionManager::begin_transaction(conn)?;
+        return match f(conn) {
+            Ok(value) => {
+                <DbConnection as Connection>::TransactionManager::commit_transaction(conn)?;
+                Ok(value)
+            }
+            Err(e) => {
+                let _ = <DbConnection as Connection>::TransactionManager::rollback_transaction(conn);
+                Err(e)
+            }
+        };
     }
     match conn {
         DbConnection::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?,

@@ -135,3 +135,69 @@ async fn database_outage_answers_503_then_recovers(db: Db) {
 }
 
 crate::on_both_databases!(db: database_outage_answers_503_then_recovers);
+
+#[derive(diesel::QueryableByName)]
+struct Text {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    integrity_check: String,
+}
+
+#[derive(diesel::QueryableByName)]
+struct Pages {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    page_count: i64,
+}
+
+/// Sets SQLite's `max_page_count` on every connection of the app's pool (it is a setting of
+/// each connection, not of the file): the file cannot grow past `pages`, as on a full disk.
+fn limit_pages(app: &TestApp, pages: i64) {
+    let conns: Vec<_> = (0..app.pool.max_size()).map(|_| app.pool.get().unwrap()).collect();
+    for mut c in conns {
+        diesel::sql_query(format!("PRAGMA max_page_count = {pages}")).execute(&mut *c).unwrap();
+    }
+}
+
+/// SQLite's disk full (simulated by capping the file's size, see README): a write answers the
+/// 503 page and logs `database unavailable … database or disk is full`, rolls back whole, and the
+/// file passes `PRAGMA integrity_check`; once there is room again the same request works.
+async fn sqlite_disk_full_refuses_cleanly_and_recovers() {
+    let app = TestApp::start(Db::Sqlite).await.unwrap();
+    let admin = app.admin().await;
+    let _ = admin.csrf().await;
+    let pages = app.with_conn(|c| diesel::sql_query("PRAGMA page_count").get_result::<Pages>(c).unwrap().page_count);
+    limit_pages(&app, pages);
+    let message = "A long welcome message. ".repeat(80);
+    let mut accepted = 0;
+    let mut refused = None;
+    for i in 0..200 {
+        let email = format!("guest{i:03}@partner.test");
+        let fields = [("email", email.as_str()), ("message", message.as_str()), ("send_email", "on")];
+        let res = admin.post("/o/acme/admin/invite", &fields).await;
+        match res.status() {
+            StatusCode::SEE_OTHER => accepted += 1,
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert_eq!(res.headers().get("retry-after").unwrap(), "10");
+                assert!(res.text().await.unwrap().contains("Temporarily unavailable"));
+                refused = Some(email);
+                break;
+            }
+            other => panic!("{other} for {email}"),
+        }
+    }
+    let refused = refused.expect("the file filled up");
+    // Nothing half-written: every invitation has its mail, the refused one is not there.
+    let mut direct = app.direct_conn();
+    let (inv, mail, _) = written(&mut direct);
+    assert_eq!((inv, mail), (accepted, accepted));
+    let found: i64 =
+        invitations::table.filter(invitations::email.eq(&refused)).count().get_result(&mut direct).unwrap();
+    assert_eq!(found, 0);
+    let check = diesel::sql_query("PRAGMA integrity_check").load::<Text>(&mut direct).unwrap();
+    assert_eq!(check.iter().map(|r| r.integrity_check.as_str()).collect::<Vec<_>>(), ["ok"]);
+    // Room again: the same request works, no restart.
+    limit_pages(&app, 1_073_741_823);
+    let fields = [("email", refused.as_str()), ("message", message.as_str()), ("send_email", "on")];
+    assert_eq!(admin.post("/o/acme/admin/invite", &fields).await.status(), StatusCode::SEE_OTHER);
+}
+
+crate::plain_tests!(sqlite_disk_full_refuses_cleanly_and_recovers);

@@ -145,6 +145,10 @@ fn no_unregistered_tests() -> Result<(), Failed> {
 /// `--ignored`, `--include-ignored`, `--test-threads`, `--list`).
 pub fn main() -> std::process::ExitCode {
     let args = Arguments::from_args();
+    // The app's log, for debugging a test: VESTIBULE_TEST_LOG=vestibule=debug cargo test …
+    if let Ok(filter) = std::env::var("VESTIBULE_TEST_LOG") {
+        tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(filter)).with_test_writer().init();
+    }
     let mut cases: Vec<&'static Case> = inventory::iter::<Case>.into_iter().collect();
     cases.sort_by_key(|c| c.full_name());
     if let Err(reason) = postgres()
