@@ -23,7 +23,7 @@ use crate::mail::worker::{self, WorkerConfig};
 use crate::services::orgs::{self, link_purpose};
 use crate::state::AppState;
 use crate::web::csrf::csrf_middleware;
-use crate::web::middleware::{render_errors, request_id_and_log, security_headers};
+use crate::web::middleware::{refuse_nul, render_errors, request_id_and_log, security_headers};
 use crate::web::session_store::DbSessionStore;
 
 /// Reads `DATA_DIR/secret.key` (64 random bytes, hex), creating it on first run.
@@ -171,6 +171,7 @@ impl Application {
                 .configure(crate::web::routes)
                 .wrap(from_fn(csrf_middleware))
                 .wrap(sessions)
+                .wrap(from_fn(refuse_nul))
                 .wrap(from_fn(render_errors))
                 .wrap(from_fn(security_headers))
                 .wrap(from_fn(request_id_and_log))

@@ -38,19 +38,24 @@ const LIST_FIELDS: &[&str] = &["domain_list", "redirect_allowlist", "redirect_ur
 /// Most fields one form may carry (a repeated field counts each time).
 pub const MAX_FIELDS: usize = 500;
 
-/// The first reason a form body is refused before parsing: a field too long, or too many fields.
-pub fn oversized_form(body: &[u8]) -> Option<String> {
+/// The first reason a form body is refused before parsing, and its answer: a field too long or
+/// too many fields (413), a NUL character (400).
+pub fn refused_form(body: &[u8]) -> Option<(AppError, String)> {
     let mut count = 0;
     for (name, value) in url::form_urlencoded::parse(body) {
         count += 1;
         if count > MAX_FIELDS {
-            return Some(format!("more than {MAX_FIELDS} fields"));
+            return Some((AppError::PayloadTooLarge, format!("more than {MAX_FIELDS} fields")));
         }
         let cap = if LIST_FIELDS.contains(&name.as_ref()) { MAX_LIST_FIELD_BYTES } else { MAX_FIELD_BYTES };
+        // The name only (never the value), itself cut short.
+        let shown = || name.chars().take(40).collect::<String>();
         if name.len() > 100 || value.len() > cap {
-            // The name only (never the value), itself cut short.
-            let shown: String = name.chars().take(40).collect();
-            return Some(format!("field '{shown}' of {} bytes", value.len()));
+            return Some((AppError::PayloadTooLarge, format!("field '{}' of {} bytes", shown(), value.len())));
+        }
+        if name.contains('\0') || value.contains('\0') {
+            let problem = format!("field '{}' with a NUL character", shown());
+            return Some((AppError::BadRequest(problem.clone()), problem));
         }
     }
     None
@@ -132,9 +137,9 @@ pub async fn csrf_middleware(
                 body.extend_from_slice(&chunk);
             }
             let body: Bytes = body.freeze();
-            if let Some(problem) = oversized_form(&body) {
-                tracing::warn!(path = %crate::web::middleware::redact_path(req.path()), %problem, "form refused: too large");
-                let res = AppError::PayloadTooLarge.into_response(&req);
+            if let Some((answer, problem)) = refused_form(&body) {
+                tracing::warn!(path = %crate::web::middleware::redact_path(req.path()), %problem, "form refused");
+                let res = answer.into_response(&req);
                 return Ok(req.into_response(res).map_into_right_body());
             }
             let sent = url::form_urlencoded::parse(&body)

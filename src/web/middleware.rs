@@ -54,6 +54,24 @@ pub async fn request_id_and_log(
     Ok(res)
 }
 
+/// Refuses with 400 a request whose path or query string holds a NUL character (`%00`): never
+/// meaningful, and PostgreSQL refuses it in text, so it must not reach a query. Form and JSON
+/// bodies are checked where they are read (`csrf::refused_form`, `api::parse_object`).
+pub async fn refuse_nul(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<actix_web::body::EitherBody<impl MessageBody>>, actix_web::Error> {
+    let raw = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("");
+    let has_nul = raw.contains('\0')
+        || raw.as_bytes().windows(3).any(|w| w[0] == b'%' && w[1] == b'0' && w[2] == b'0')
+        || req.path().contains('\0');
+    if has_nul {
+        let res = crate::error::AppError::BadRequest("NUL in the URL".into()).into_response(&req);
+        return Ok(req.into_response(res).map_into_right_body());
+    }
+    next.call(req).await.map(ServiceResponse::map_into_left_body)
+}
+
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'";
 
 /// Security headers on every response; `no-store` on everything but static files.

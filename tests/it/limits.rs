@@ -12,7 +12,7 @@ use crate::helpers::{PASSWORD, TestApp};
 use crate::on_both_databases;
 
 /// Every form of the app with its fields (ids filled in by the test).
-fn forms(group: &str, app_id: &str, uid: &str) -> Vec<(String, Vec<&'static str>)> {
+pub fn forms(group: &str, app_id: &str, uid: &str) -> Vec<(String, Vec<&'static str>)> {
     let o = "/o/acme";
     vec![
         ("/signin".into(), vec!["email", "password", "next"]),
@@ -106,6 +106,11 @@ async fn every_form_refuses_a_huge_field_and_stores_nothing(app: TestApp) {
     // Many fields (a repeated name counts each time).
     let many: Vec<(&str, &str)> = (0..vestibule::web::csrf::MAX_FIELDS + 1).map(|_| ("groups", "g")).collect();
     assert_eq!(admin.post("/o/acme/admin/invite", &many).await.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // A NUL character anywhere (form field, URL, JSON string) is refused with 400.
+    let res = admin.post("/o/acme/admin/groups", &[("name", "Te\0am"), ("description", "")]).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(admin.get("/o/acme/admin/users?q=%00").await.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(admin.get("/o/acme/admin/users/a%00b").await.status(), StatusCode::BAD_REQUEST);
     assert_eq!(app.row_counts(), before, "nothing stored for refused input");
     // The admin's session still works.
     assert_eq!(admin.get("/o/acme/admin").await.status(), StatusCode::OK);
@@ -143,6 +148,7 @@ async fn api_strings_are_capped_before_use(app: TestApp) {
     let url = format!("{}/api/v1.0/invitations", app.base);
     let long = "m".repeat(vestibule::web::api::MAX_JSON_STRING_BYTES + 1);
     let bodies = [
+        serde_json::json!({ "invitedUserEmailAddress": "pat\u{0}@partner.test", "inviteRedirectUrl": "https://x.test" }),
         serde_json::json!({ "invitedUserEmailAddress": format!("{long}@partner.test"), "inviteRedirectUrl": "https://x.test" }),
         serde_json::json!({ "invitedUserEmailAddress": "pat@partner.test", "inviteRedirectUrl": "https://x.test",
             "invitedUserMessageInfo": { "customizedMessageBody": long } }),

@@ -14,6 +14,7 @@ mod audit_account;
 mod bulk;
 mod bulk_kill;
 mod faults;
+mod fuzz;
 mod groups_apps;
 mod instances;
 mod lifecycle;

@@ -80,6 +80,9 @@ pub async fn read_limited(mut form: Multipart, file_limit: usize, body_limit: us
         } else {
             let text =
                 String::from_utf8(bytes).map_err(|_| AppError::BadRequest("multipart: text is not UTF-8".into()))?;
+            if text.contains('\0') {
+                return Err(AppError::BadRequest("multipart: text with a NUL character".into()));
+            }
             out.texts.push((name, text));
         }
     }

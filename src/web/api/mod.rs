@@ -249,12 +249,15 @@ pub async fn read_body(req: &HttpRequest, mut payload: web::Payload) -> Result<w
 /// being parsed further, logged, audited or counted.
 pub const MAX_JSON_STRING_BYTES: usize = 8 * 1024;
 
-/// True when a string (or key) in `v` is longer than [`MAX_JSON_STRING_BYTES`].
+/// True when a string (or key) in `v` is longer than [`MAX_JSON_STRING_BYTES`] or holds a NUL
+/// character (never meaningful, and refused by PostgreSQL in text).
 fn has_oversized_string(v: &Value) -> bool {
     match v {
-        Value::String(s) => s.len() > MAX_JSON_STRING_BYTES,
+        Value::String(s) => s.len() > MAX_JSON_STRING_BYTES || s.contains('\0'),
         Value::Array(items) => items.iter().any(has_oversized_string),
-        Value::Object(map) => map.iter().any(|(k, v)| k.len() > MAX_JSON_STRING_BYTES || has_oversized_string(v)),
+        Value::Object(map) => {
+            map.iter().any(|(k, v)| k.len() > MAX_JSON_STRING_BYTES || k.contains('\0') || has_oversized_string(v))
+        }
         _ => false,
     }
 }
