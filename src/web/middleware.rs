@@ -37,16 +37,23 @@ pub async fn request_id_and_log(
     let method = req.method().to_string();
     let path = redact_path(req.path());
     let started = Instant::now();
+    let metrics = req.app_data::<actix_web::web::Data<crate::state::AppState>>().map(|s| s.metrics.clone());
     let mut res = match next.call(req).await {
         Ok(res) => res,
         Err(e) => {
             // Already answered below (render_errors); logged here all the same.
             let status = e.as_response_error().status_code().as_u16();
+            if let Some(m) = &metrics {
+                m.observe_request(&method, None, status, started.elapsed().as_secs_f64());
+            }
             tracing::info!(target: "vestibule::access", request_id = %id, %method, %path, status, ms = started.elapsed().as_millis() as u64);
             return Err(e);
         }
     };
     let status = res.status().as_u16();
+    if let Some(m) = &metrics {
+        m.observe_request(&method, res.request().match_pattern().as_deref(), status, started.elapsed().as_secs_f64());
+    }
     tracing::info!(target: "vestibule::access", request_id = %id, %method, %path, status, ms = started.elapsed().as_millis() as u64);
     if let Ok(v) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(header::HeaderName::from_static("x-request-id"), v);

@@ -74,6 +74,8 @@ pub struct TestApp {
     pub settings: Settings,
     /// The database's own URL (not through the relay), for assertions during an outage.
     pub direct_url: String,
+    /// The base URL of the metrics listener, when started with [`Options::metrics_listener`].
+    pub metrics_base: Option<String>,
     /// The relay to PostgreSQL, when started with [`Options::db_proxy`].
     pub proxy: Option<crate::proxy::DbProxy>,
     _pg: Option<PgDatabase>,
@@ -91,6 +93,10 @@ pub struct Options {
     pub db_proxy: bool,
     /// SQLite: how long a statement waits for a lock, in milliseconds (default: the app's).
     pub sqlite_busy_ms: Option<u64>,
+    /// Serve `/metrics` on a listener of its own ([`TestApp::metrics_base`]).
+    pub metrics_listener: bool,
+    /// The bearer token that opens `/metrics` on the main port.
+    pub metrics_token: Option<String>,
 }
 
 impl TestApp {
@@ -160,7 +166,12 @@ impl TestApp {
         if let Some(ms) = opts.sqlite_busy_ms {
             settings.sqlite_busy_ms = ms;
         }
+        if opts.metrics_listener {
+            settings.metrics_bind = Some("127.0.0.1:0".into());
+        }
+        settings.metrics_token = opts.metrics_token.clone();
         let app = Application::build_with_listener(settings.clone(), listener).expect("build app");
+        let metrics_base = app.metrics_port().map(|p| format!("http://127.0.0.1:{p}"));
         let pool = app.pool.clone();
         let setup_link = app.setup_link.clone();
         tokio::spawn(app.run_until_stopped());
@@ -169,7 +180,7 @@ impl TestApp {
             Some(s) => s,
             None => SmtpSink::placeholder(smtp_port),
         };
-        Some(TestApp { base, pool, smtp, setup_link, settings, direct_url, proxy, _pg: pg, _dir: dir })
+        Some(TestApp { base, pool, smtp, setup_link, settings, direct_url, proxy, metrics_base, _pg: pg, _dir: dir })
     }
 
     /// Starts another instance on the same database, data directory (so the same secret key)

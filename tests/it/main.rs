@@ -20,6 +20,7 @@ mod instances;
 mod lifecycle;
 mod limits;
 mod mail;
+mod metrics;
 mod oidc;
 mod policy;
 mod process;
