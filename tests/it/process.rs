@@ -235,3 +235,58 @@ async fn kill9_while_sending_mail_resends_at_most_once(db: Db) {
 }
 
 crate::on_both_databases!(db: sigterm_lets_requests_finish_and_releases_mail, kill9_while_sending_mail_resends_at_most_once);
+
+/// A bulk job running in the server when it gets SIGTERM stops between batches; the next start
+/// resumes it (once the 30-second lease has run out) and every row is invited exactly once.
+async fn sigterm_pauses_a_bulk_job_and_the_next_start_resumes_it(db: Db) {
+    use vestibule::db::schema::{bulk_jobs, invitations};
+    const ROWS: usize = 3000;
+    let dir = tempfile::tempdir().unwrap();
+    let (_pg, db_url) = fresh_database(db, dir.path());
+    let smtp = SmtpSink::start(0).await;
+    let site = Site { db_url, dir, smtp_port: smtp.port };
+    site.create_org();
+    let (mut server, base) = site.serve().await;
+    let admin = Browser::new(&base);
+    admin.sign_in("admin@acme.test", PASSWORD).await;
+    let mut csv = String::from("version:v1.0\nEmail address to invite [inviteeEmail] Required,Redirection url [inviteRedirectURL] Required,Send invitation message (true or false) [sendEmail]\n");
+    for i in 0..ROWS {
+        csv.push_str(&format!("bulk{i:05}@partner.test,,false\n"));
+    }
+    let res = crate::bulk::upload(&admin, "/o/acme/admin/bulk", csv.as_bytes()).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let page = crate::helpers::location(&res);
+    assert_eq!(admin.post(&format!("{page}/start"), &[]).await.status(), StatusCode::SEE_OTHER);
+    let invited = || -> i64 { invitations::table.count().get_result(&mut site.pool().get().unwrap()).unwrap() };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while invited() < 200 {
+        assert!(Instant::now() < deadline, "the job did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    signal(&server, "-TERM");
+    assert!(wait_exit(&mut server, Duration::from_secs(30)).await.success());
+    let paused = invited();
+    let status: String = bulk_jobs::table.select(bulk_jobs::status).first(&mut site.pool().get().unwrap()).unwrap();
+    assert!(paused < ROWS as i64 && status == "running", "stopped in the middle: {paused} rows, {status}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(invited(), paused, "nothing more once stopped");
+    // The next start resumes it.
+    let (mut server, _) = site.serve().await;
+    let deadline = Instant::now() + Duration::from_secs(150);
+    loop {
+        let status: String = bulk_jobs::table.select(bulk_jobs::status).first(&mut site.pool().get().unwrap()).unwrap();
+        if status == "done" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the job was not resumed ({status}, {} rows)", invited());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    signal(&server, "-TERM");
+    wait_exit(&mut server, Duration::from_secs(30)).await;
+    let emails: Vec<String> =
+        invitations::table.select(invitations::email).load(&mut site.pool().get().unwrap()).unwrap();
+    let distinct: std::collections::HashSet<_> = emails.iter().collect();
+    assert_eq!((emails.len(), distinct.len()), (ROWS, ROWS), "every row invited exactly once");
+}
+
+crate::on_both_databases!(db: sigterm_pauses_a_bulk_job_and_the_next_start_resumes_it);
