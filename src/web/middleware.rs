@@ -61,19 +61,27 @@ pub async fn request_id_and_log(
     Ok(res)
 }
 
-/// Refuses with 400 a request whose path or query string holds a NUL character (`%00`): never
-/// meaningful, and PostgreSQL refuses it in text, so it must not reach a query. Form and JSON
-/// bodies are checked where they are read (`csrf::refused_form`, `api::parse_object`).
+/// Keeps a NUL character (`%00`) of the URL from reaching a query: never meaningful, and
+/// PostgreSQL refuses it in text. In the query string: 400. In the path: 404, as for any page that
+/// does not exist, except under the token links (`/redeem/…`, `/password/…`), whose handlers hash
+/// the token before any lookup and answer with their own "this link does not work" page. Form and
+/// JSON bodies are checked where they are read (`csrf::refused_form`, `api::parse_object`).
 pub async fn refuse_nul(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<actix_web::body::EitherBody<impl MessageBody>>, actix_web::Error> {
-    let raw = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("");
-    let has_nul = raw.contains('\0')
-        || raw.as_bytes().windows(3).any(|w| w[0] == b'%' && w[1] == b'0' && w[2] == b'0')
-        || req.path().contains('\0');
-    if has_nul {
-        let res = crate::error::AppError::BadRequest("NUL in the URL".into()).into_response(&req);
+    let has_nul = |raw: &str| raw.contains('\0') || raw.as_bytes().windows(3).any(|w| w == b"%00");
+    let path = req.uri().path();
+    let token_link = path.starts_with("/redeem/") || path.starts_with("/password/");
+    let refusal = if has_nul(req.query_string()) {
+        Some(crate::error::AppError::BadRequest("NUL in the query string".into()))
+    } else if !token_link && (has_nul(path) || req.path().contains('\0')) {
+        Some(crate::error::AppError::NotFound)
+    } else {
+        None
+    };
+    if let Some(refusal) = refusal {
+        let res = refusal.into_response(&req);
         return Ok(req.into_response(res).map_into_right_body());
     }
     next.call(req).await.map(ServiceResponse::map_into_left_body)

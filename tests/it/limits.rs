@@ -110,7 +110,8 @@ async fn every_form_refuses_a_huge_field_and_stores_nothing(app: TestApp) {
     let res = admin.post("/o/acme/admin/groups", &[("name", "Te\0am"), ("description", "")]).await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     assert_eq!(admin.get("/o/acme/admin/users?q=%00").await.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(admin.get("/o/acme/admin/users/a%00b").await.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(admin.get("/o/acme/admin/users/a%00b").await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(admin.get("/api/v1.0/users/a%00b").await.status(), StatusCode::NOT_FOUND);
     assert_eq!(app.row_counts(), before, "nothing stored for refused input");
     // The admin's session still works.
     assert_eq!(admin.get("/o/acme/admin").await.status(), StatusCode::OK);

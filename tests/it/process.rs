@@ -249,7 +249,9 @@ async fn sigterm_pauses_a_bulk_job_and_the_next_start_resumes_it(db: Db) {
     let (mut server, base) = site.serve().await;
     let admin = Browser::new(&base);
     admin.sign_in("admin@acme.test", PASSWORD).await;
-    let mut csv = String::from("version:v1.0\nEmail address to invite [inviteeEmail] Required,Redirection url [inviteRedirectURL] Required,Send invitation message (true or false) [sendEmail]\n");
+    let mut csv = String::from(
+        "version:v1.0\nEmail address to invite [inviteeEmail] Required,Redirection url [inviteRedirectURL] Required,Send invitation message (true or false) [sendEmail]\n",
+    );
     for i in 0..ROWS {
         csv.push_str(&format!("bulk{i:05}@partner.test,,false\n"));
     }
