@@ -33,6 +33,13 @@ pub struct Settings {
     pub throttle_enabled: bool,
     /// How long an instance trusts its cached OpenID Connect keys, in milliseconds (tests shorten it).
     pub oidc_keys_reload_ms: u64,
+    /// Where `/metrics` is served on a listener of its own (e.g. `127.0.0.1:9464`), if anywhere.
+    pub metrics_bind: Option<String>,
+    /// A bearer token that opens `/metrics` on the main port, if set.
+    pub metrics_token: Option<String>,
+    /// How long a SQLite statement waits for a lock held by another connection or process
+    /// before the request answers 503, in milliseconds (tests shorten it).
+    pub sqlite_busy_ms: u64,
 }
 
 /// A setting that could not be used; the message names it.
@@ -49,7 +56,18 @@ fn bad(name: &str, problem: impl Into<String>) -> ConfigError {
     ConfigError { name: name.to_owned(), problem: problem.into() }
 }
 
-const KEYS: &[&str] = &["database_url", "bind", "public_url", "data_dir", "smtp_url", "mail_from", "log", "throttle"];
+const KEYS: &[&str] = &[
+    "database_url",
+    "bind",
+    "public_url",
+    "data_dir",
+    "smtp_url",
+    "mail_from",
+    "log",
+    "throttle",
+    "metrics_bind",
+    "metrics_token",
+];
 
 impl Settings {
     /// Reads `vestibule.toml` (or the file named by `VESTIBULE_CONFIG`) and the environment.
@@ -125,6 +143,17 @@ impl Settings {
             Some("off") => false,
             Some(_) => return Err(bad("VESTIBULE_THROTTLE", "must be on or off")),
         };
+        let metrics_bind = get("metrics_bind");
+        if let Some(b) = &metrics_bind
+            && b.parse::<std::net::SocketAddr>().is_err()
+            && !b.contains(':')
+        {
+            return Err(bad("VESTIBULE_METRICS_BIND", "must be HOST:PORT, e.g. 127.0.0.1:9464"));
+        }
+        let metrics_token = get("metrics_token");
+        if metrics_token.as_ref().is_some_and(|t| t.len() < 16 || !t.bytes().all(|b| b.is_ascii_graphic())) {
+            return Err(bad("VESTIBULE_METRICS_TOKEN", "must be at least 16 visible ASCII characters"));
+        }
         Ok(Settings {
             database_url,
             bind,
@@ -137,6 +166,9 @@ impl Settings {
             mail_poll_ms: 2000,
             throttle_enabled,
             oidc_keys_reload_ms: 60_000,
+            sqlite_busy_ms: crate::db::SQLITE_BUSY_MS,
+            metrics_bind,
+            metrics_token,
         })
     }
 

@@ -29,7 +29,31 @@ pub enum AppError {
     #[error("service unavailable")]
     Unavailable,
     #[error(transparent)]
-    Internal(#[from] anyhow::Error),
+    Internal(anyhow::Error),
+}
+
+/// Any cause whose chain says the database cannot be used for now is an [`AppError::Unavailable`]
+/// (503 with `Retry-After`), wherever it was wrapped; anything else is internal.
+impl From<anyhow::Error> for AppError {
+    fn from(e: anyhow::Error) -> Self {
+        if cause_is_unavailable(&e) {
+            tracing::error!(error = %e, "database unavailable");
+            crate::db::note_trouble();
+            AppError::Unavailable
+        } else {
+            AppError::Internal(e)
+        }
+    }
+}
+
+/// True when some error in `e`'s chain says the database cannot be used for now: no connection
+/// to be had from the pool, or a statement refused as in [`is_unavailable`].
+pub fn cause_is_unavailable(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause.downcast_ref::<diesel::result::Error>().is_some_and(is_unavailable)
+            || cause.downcast_ref::<r2d2::Error>().is_some()
+            || matches!(cause.downcast_ref::<crate::db::Unavailable>(), Some(crate::db::Unavailable::Pool(_)))
+    })
 }
 
 /// Marker left on error responses so the renderer knows which page to show.
@@ -182,6 +206,7 @@ impl From<diesel::result::Error> for AppError {
             diesel::result::Error::NotFound => AppError::NotFound,
             other if is_unavailable(&other) => {
                 tracing::error!(error = %other, "database unavailable");
+                crate::db::note_trouble();
                 AppError::Unavailable
             }
             other => AppError::Internal(other.into()),
@@ -192,6 +217,7 @@ impl From<diesel::result::Error> for AppError {
 impl From<r2d2::Error> for AppError {
     fn from(e: r2d2::Error) -> Self {
         tracing::error!(error = %e, "database pool exhausted or unreachable");
+        crate::db::note_trouble();
         AppError::Unavailable
     }
 }
@@ -273,10 +299,7 @@ impl From<ServiceError> for AppError {
             ServiceError::Forbidden => AppError::Forbidden,
             ServiceError::RateLimited(secs) => AppError::TooManyRequests(secs),
             ServiceError::Db(d) => d.into(),
-            ServiceError::Other(o) => match o.downcast::<crate::db::Unavailable>() {
-                Ok(unavailable) => unavailable.into(),
-                Err(o) => AppError::Internal(o),
-            },
+            ServiceError::Other(o) => o.into(),
         }
     }
 }

@@ -23,7 +23,7 @@ use crate::mail::worker::{self, WorkerConfig};
 use crate::services::orgs::{self, link_purpose};
 use crate::state::AppState;
 use crate::web::csrf::csrf_middleware;
-use crate::web::middleware::{render_errors, request_id_and_log, security_headers};
+use crate::web::middleware::{refuse_nul, render_errors, request_id_and_log, security_headers};
 use crate::web::session_store::DbSessionStore;
 
 /// Reads `DATA_DIR/secret.key` (64 random bytes, hex), creating it on first run.
@@ -60,7 +60,7 @@ fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
 
 /// Opens the database and runs migrations (the `migrate` command and every start).
 pub fn prepare_database(settings: &Settings) -> anyhow::Result<Pool> {
-    let pool = db::connect(&settings.database_url, 16)?;
+    let pool = db::connect_with(&settings.database_url, 16, settings.sqlite_busy_ms)?;
     let mut conn = pool.get().context("connecting to the database")?;
     db::run_migrations(&mut conn)?;
     // The OpenID Connect signing key is made at first start (never logged).
@@ -89,6 +89,9 @@ pub fn first_run_link(pool: &Pool, settings: &Settings) -> anyhow::Result<Option
 pub struct Application {
     port: u16,
     server: Server,
+    /// The `/metrics` listener, when `VESTIBULE_METRICS_BIND` is set.
+    metrics_server: Option<Server>,
+    metrics_port: Option<u16>,
     worker: tokio::task::JoinHandle<()>,
     lifecycle: tokio::task::JoinHandle<()>,
     bulk: tokio::task::JoinHandle<()>,
@@ -148,7 +151,11 @@ impl Application {
         let session_cookie = settings.cookie_name("vestibule_session");
         let workers = settings.workers;
         let oidc = crate::services::oidc::Provider::new(Duration::from_millis(settings.oidc_keys_reload_ms));
-        let state = web::Data::new(AppState { settings, pool: pool.clone(), csrf_key, mail_wake, bulk_wake, oidc });
+        let metrics_bind = settings.metrics_bind.clone();
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let state =
+            web::Data::new(AppState { settings, pool: pool.clone(), csrf_key, mail_wake, bulk_wake, oidc, metrics });
+        let metrics_state = state.clone();
         let store = DbSessionStore::new(pool.clone());
 
         let mut server = HttpServer::new(move || {
@@ -171,6 +178,7 @@ impl Application {
                 .configure(crate::web::routes)
                 .wrap(from_fn(csrf_middleware))
                 .wrap(sessions)
+                .wrap(from_fn(refuse_nul))
                 .wrap(from_fn(render_errors))
                 .wrap(from_fn(security_headers))
                 .wrap(from_fn(request_id_and_log))
@@ -180,7 +188,38 @@ impl Application {
         if workers > 0 {
             server = server.workers(workers);
         }
-        Ok(Application { port, server: server.run(), worker, lifecycle, bulk, shutdown, pool, setup_link })
+        // `/metrics` on a listener of its own, when configured: nothing else is served there.
+        let (metrics_server, metrics_port) = match metrics_bind {
+            None => (None, None),
+            Some(addr) => {
+                let listener = TcpListener::bind(&addr)
+                    .with_context(|| format!("VESTIBULE_METRICS_BIND: cannot listen on {addr}"))?;
+                let port = listener.local_addr()?.port();
+                let state = metrics_state;
+                let server = HttpServer::new(move || {
+                    App::new()
+                        .app_data(state.clone())
+                        .route("/metrics", web::get().to(crate::web::metrics::on_metrics_listener))
+                })
+                .workers(1)
+                .shutdown_timeout(5)
+                .listen(listener)?
+                .run();
+                (Some(server), Some(port))
+            }
+        };
+        Ok(Application {
+            port,
+            server: server.run(),
+            metrics_server,
+            metrics_port,
+            worker,
+            lifecycle,
+            bulk,
+            shutdown,
+            pool,
+            setup_link,
+        })
     }
 
     /// The bound port.
@@ -188,9 +227,22 @@ impl Application {
         self.port
     }
 
+    /// The bound port of the metrics listener, when there is one.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_port
+    }
+
     /// Serves until SIGTERM/SIGINT: in-flight requests finish, then the mail worker stops.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let metrics = self.metrics_server.map(|s| {
+            let handle = s.handle();
+            (handle, tokio::spawn(s))
+        });
         let result = self.server.await;
+        if let Some((handle, task)) = metrics {
+            handle.stop(true).await;
+            let _ = task.await;
+        }
         let _ = self.shutdown.send(true);
         let _ = self.worker.await;
         let _ = self.lifecycle.await;

@@ -20,6 +20,8 @@ pub struct AppState {
     pub bulk_wake: Arc<Notify>,
     /// The OpenID Connect provider's keys and cached documents.
     pub oidc: crate::services::oidc::Provider,
+    /// Operations metrics (`/metrics`).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl AppState {

@@ -11,8 +11,16 @@ fn hasher() -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
+/// Longest password, in bytes, that is ever given to Argon2 (hashed or checked). New passwords
+/// are refused far below this (`domain::password::MAX_LEN` characters); a longer one offered at
+/// sign-in is simply wrong, without the work.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
 /// Hashes a password into a PHC string.
 pub fn hash_password(password: &str) -> anyhow::Result<String> {
+    if password.len() > MAX_PASSWORD_BYTES {
+        anyhow::bail!("password over {MAX_PASSWORD_BYTES} bytes");
+    }
     hasher()
         .hash_password(password.as_bytes())
         .map(|h| h.to_string())
@@ -26,6 +34,9 @@ static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| hash_password("vestibule-
 /// Checks a password against a stored hash; `None` (no account, or no password yet) spends the
 /// same work and answers false.
 pub fn verify_password(password: &str, stored: Option<&str>) -> bool {
+    if password.len() > MAX_PASSWORD_BYTES {
+        return false;
+    }
     let phc = stored.unwrap_or(DUMMY_HASH.as_str());
     let ok = match argon2::password_hash::phc::PasswordHash::new(phc) {
         Ok(parsed) => hasher().verify_password(password.as_bytes(), &parsed).is_ok(),
@@ -45,5 +56,8 @@ mod tests {
         assert!(verify_password("correct horse battery staple", Some(&h)));
         assert!(!verify_password("wrong horse battery staple", Some(&h)));
         assert!(!verify_password("anything", None));
+        let huge = "x".repeat(MAX_PASSWORD_BYTES + 1);
+        assert!(!verify_password(&huge, Some(&h)));
+        assert!(hash_password(&huge).is_err());
     }
 }

@@ -80,19 +80,52 @@ impl ManageConnection for DbManager {
     }
 
     fn has_broken(&self, conn: &mut DbConnection) -> bool {
-        std::thread::panicking() || conn.is_broken()
+        // While the database has lately been unreachable, a connection coming back to the pool
+        // is checked, so that one cut by the outage is dropped instead of failing again later.
+        std::thread::panicking() || conn.is_broken() || (trouble_is_recent() && conn.ping().is_err())
     }
+}
+
+/// How long SQLite waits for a lock by default, in milliseconds.
+pub const SQLITE_BUSY_MS: u64 = 10_000;
+
+/// When the database last seemed unreachable (milliseconds since the Unix epoch; 0 = never).
+static LAST_TROUBLE_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// How long after the last sign of trouble connections are checked on checkout and return.
+const TROUBLE_WINDOW_MS: u64 = 60_000;
+
+fn epoch_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Records that the database just seemed unreachable (a lost connection, no connection to be
+/// had): for a minute, pooled connections are checked before use and on return, so that those
+/// cut by the outage are dropped and, once the database is back, every request works again
+/// without a restart. Outside such a minute nothing is checked (a ping per checkout would double
+/// the cost of short queries).
+pub fn note_trouble() {
+    LAST_TROUBLE_MS.store(epoch_ms(), std::sync::atomic::Ordering::Relaxed);
+}
+
+fn trouble_is_recent() -> bool {
+    let last = LAST_TROUBLE_MS.load(std::sync::atomic::Ordering::Relaxed);
+    last != 0 && epoch_ms().saturating_sub(last) < TROUBLE_WINDOW_MS
 }
 
 /// Per-connection SQLite settings (they do not persist in the file).
 #[derive(Debug)]
-struct SqlitePragmas;
+struct SqlitePragmas {
+    busy_ms: u64,
+}
 
 impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SqlitePragmas {
     fn on_acquire(&self, conn: &mut DbConnection) -> Result<(), diesel::r2d2::Error> {
         if let DbConnection::Sqlite(c) = conn {
-            c.batch_execute("PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
-                .map_err(diesel::r2d2::Error::QueryError)?;
+            c.batch_execute(&format!(
+                "PRAGMA busy_timeout = {}; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+                self.busy_ms
+            ))
+            .map_err(diesel::r2d2::Error::QueryError)?;
         }
         Ok(())
     }
@@ -101,6 +134,11 @@ impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SqlitePragmas {
 /// Opens the pool for `url`, switching SQLite to WAL first (on one connection: the switch
 /// needs an exclusive lock that parallel pool connections would fight over).
 pub fn connect(url: &str, max_size: u32) -> anyhow::Result<Pool> {
+    connect_with(url, max_size, SQLITE_BUSY_MS)
+}
+
+/// [`connect`] with SQLite's lock wait (`busy_timeout`) in milliseconds.
+pub fn connect_with(url: &str, max_size: u32, sqlite_busy_ms: u64) -> anyhow::Result<Pool> {
     let backend = Backend::from_url(url)
         .with_context(|| "unsupported database URL scheme (use sqlite:// or postgres://)".to_string())?;
     if backend == Backend::Sqlite {
@@ -124,7 +162,7 @@ pub fn connect(url: &str, max_size: u32) -> anyhow::Result<Pool> {
         // noticed on use instead (has_broken).
         .test_on_check_out(false)
         .connection_timeout(Duration::from_secs(5))
-        .connection_customizer(Box::new(SqlitePragmas))
+        .connection_customizer(Box::new(SqlitePragmas { busy_ms: sqlite_busy_ms }))
         .build(manager)
         .context("connecting to the database")?;
     Ok(pool)
@@ -155,7 +193,19 @@ where
         // Already inside a write transaction: the caller's transaction covers this work, and a
         // savepoint lets a refused step roll back alone (PostgreSQL otherwise aborts the whole
         // transaction at the first error, e.g. a unique violation that the step handles).
-        return conn.transaction(f);
+        // SQLite may have rolled back the whole transaction by itself (disk full, I/O error),
+        // so that rolling back to the savepoint fails: the original error is what is answered.
+        <DbConnection as Connection>::TransactionManager::begin_transaction(conn)?;
+        return match f(conn) {
+            Ok(value) => {
+                <DbConnection as Connection>::TransactionManager::commit_transaction(conn)?;
+                Ok(value)
+            }
+            Err(e) => {
+                let _ = <DbConnection as Connection>::TransactionManager::rollback_transaction(conn);
+                Err(e)
+            }
+        };
     }
     match conn {
         DbConnection::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?,
@@ -193,11 +243,55 @@ where
 {
     let pool = pool.clone();
     tokio::task::spawn_blocking(move || {
-        let mut conn = pool.get().map_err(Unavailable::Pool)?;
+        let mut conn = checkout(&pool)?;
         f(&mut conn)
     })
     .await
     .map_err(Unavailable::Task)?
+}
+
+/// Checks a connection out of the pool; while the database has lately been unreachable, one
+/// that no longer answers is dropped and another taken (see [`note_trouble`]).
+pub fn checkout(pool: &Pool) -> Result<PooledConn, Unavailable> {
+    let mut conn = pool.get().map_err(|e| {
+        note_trouble();
+        Unavailable::Pool(e)
+    })?;
+    if trouble_is_recent() {
+        for _ in 0..pool.max_size() {
+            if conn.ping().is_ok() {
+                break;
+            }
+            // Dropped as broken on return (`has_broken` pings it too); take another.
+            drop(conn);
+            conn = pool.get().map_err(|e| {
+                note_trouble();
+                Unavailable::Pool(e)
+            })?;
+        }
+    }
+    Ok(conn)
+}
+
+#[derive(diesel::QueryableByName)]
+struct BusyTimeout {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    timeout: i64,
+}
+
+/// Readiness: the database answers and, on SQLite, its write lock can be had within half a
+/// second (another process holding it keeps every write waiting, then failing, while reads go on).
+pub fn probe_ready(conn: &mut DbConnection) -> QueryResult<()> {
+    match conn {
+        DbConnection::Postgresql(_) => diesel::sql_query("SELECT 1").execute(conn).map(|_| ()),
+        DbConnection::Sqlite(c) => {
+            let before = diesel::sql_query("PRAGMA busy_timeout").get_result::<BusyTimeout>(c)?.timeout;
+            c.batch_execute("PRAGMA busy_timeout = 500")?;
+            let probe = c.batch_execute("BEGIN IMMEDIATE").and_then(|_| c.batch_execute("ROLLBACK"));
+            c.batch_execute(&format!("PRAGMA busy_timeout = {before}"))?;
+            probe
+        }
+    }
 }
 
 /// Which backend a live connection talks to.

@@ -26,6 +26,41 @@ use crate::state::AppState;
 /// Form bodies larger than this are refused before parsing (no form of ours comes close).
 const MAX_FORM_BYTES: usize = 256 * 1024;
 
+/// Longest value of one form field, in bytes, before any handler sees it. The fields that hold
+/// lists (domains, origins, redirect URIs) may be longer, up to [`MAX_LIST_FIELD_BYTES`]. Each
+/// field has a tighter rule of its own where it is validated (an email address, a name, a
+/// password); this cap only makes sure nothing huge is ever parsed, logged, audited or counted.
+pub const MAX_FIELD_BYTES: usize = 8 * 1024;
+/// Longest value of a list field (one item a line).
+pub const MAX_LIST_FIELD_BYTES: usize = 64 * 1024;
+/// The list fields.
+const LIST_FIELDS: &[&str] = &["domain_list", "redirect_allowlist", "redirect_uris", "post_logout_redirect_uris"];
+/// Most fields one form may carry (a repeated field counts each time).
+pub const MAX_FIELDS: usize = 500;
+
+/// The first reason a form body is refused before parsing, and its answer: a field too long or
+/// too many fields (413), a NUL character (400).
+pub fn refused_form(body: &[u8]) -> Option<(AppError, String)> {
+    let mut count = 0;
+    for (name, value) in url::form_urlencoded::parse(body) {
+        count += 1;
+        if count > MAX_FIELDS {
+            return Some((AppError::PayloadTooLarge, format!("more than {MAX_FIELDS} fields")));
+        }
+        let cap = if LIST_FIELDS.contains(&name.as_ref()) { MAX_LIST_FIELD_BYTES } else { MAX_FIELD_BYTES };
+        // The name only (never the value), itself cut short.
+        let shown = || name.chars().take(40).collect::<String>();
+        if name.len() > 100 || value.len() > cap {
+            return Some((AppError::PayloadTooLarge, format!("field '{}' of {} bytes", shown(), value.len())));
+        }
+        if name.contains('\0') || value.contains('\0') {
+            let problem = format!("field '{}' with a NUL character", shown());
+            return Some((AppError::BadRequest(problem.clone()), problem));
+        }
+    }
+    None
+}
+
 /// The CSRF token of the current request, put in request extensions by the middleware.
 #[derive(Debug, Clone)]
 pub struct CsrfToken(pub String);
@@ -102,6 +137,11 @@ pub async fn csrf_middleware(
                 body.extend_from_slice(&chunk);
             }
             let body: Bytes = body.freeze();
+            if let Some((answer, problem)) = refused_form(&body) {
+                tracing::warn!(path = %crate::web::middleware::redact_path(req.path()), %problem, "form refused");
+                let res = answer.into_response(&req);
+                return Ok(req.into_response(res).map_into_right_body());
+            }
             let sent = url::form_urlencoded::parse(&body)
                 .find(|(k, _)| k == "csrf_token")
                 .map(|(_, v)| v.into_owned())

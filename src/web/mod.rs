@@ -8,6 +8,7 @@ pub mod extract;
 pub mod guest;
 pub mod inviting;
 pub mod member;
+pub mod metrics;
 pub mod middleware;
 pub mod oidc;
 pub mod pages;
@@ -218,4 +219,5 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     sponsor::routes(cfg);
     api::routes(cfg);
     oidc::routes(cfg);
+    metrics::routes(cfg);
 }

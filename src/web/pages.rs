@@ -66,7 +66,11 @@ async fn healthz() -> HttpResponse {
 /// Readiness: the database answers; reports the mail queue.
 #[get("/readyz")]
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let result = with_conn(&state, |c| Ok(crate::mail::queue_counts(c)?)).await;
+    let result = with_conn(&state, |c| {
+        crate::db::probe_ready(c)?;
+        Ok(crate::mail::queue_counts(c)?)
+    })
+    .await;
     match result {
         Ok(counts) => {
             let mail: serde_json::Map<String, serde_json::Value> =

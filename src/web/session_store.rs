@@ -44,6 +44,15 @@ impl DbSessionStore {
     }
 }
 
+/// Passes a store error on, first saying so when it is the database being unreachable (the
+/// request then answers 503, not 500).
+fn noted(e: anyhow::Error) -> anyhow::Error {
+    if crate::error::cause_is_unavailable(&e) {
+        crate::web::middleware::note_db_unavailable();
+    }
+    e
+}
+
 fn user_id_of(state: &HashMap<String, String>) -> Option<String> {
     state.get("uid").and_then(|v| serde_json::from_str::<String>(v).ok())
 }
@@ -54,7 +63,7 @@ impl SessionStore for DbSessionStore {
         let h = hash.clone();
         let row = db::with_conn(&self.pool, move |c| anyhow::Ok(sessions::load_live(c, &h)?))
             .await
-            .map_err(LoadError::Other)?;
+            .map_err(|e| LoadError::Other(noted(e)))?;
         match row {
             None => Ok(None),
             Some(row) => {
@@ -80,7 +89,9 @@ impl SessionStore for DbSessionStore {
             user_agent: text("ua"),
             client_ip: text("ip"),
         };
-        db::with_conn(&self.pool, move |c| anyhow::Ok(sessions::insert(c, &row)?)).await.map_err(SaveError::Other)?;
+        db::with_conn(&self.pool, move |c| anyhow::Ok(sessions::insert(c, &row)?))
+            .await
+            .map_err(|e| SaveError::Other(noted(e)))?;
         SessionKey::try_from(key.expose().to_owned()).map_err(|e| SaveError::Other(e.into()))
     }
 
@@ -96,7 +107,7 @@ impl SessionStore for DbSessionStore {
         let updated =
             db::with_conn(&self.pool, move |c| anyhow::Ok(sessions::update_state(c, &hash, &json, uid.as_deref())?))
                 .await
-                .map_err(UpdateError::Other)?;
+                .map_err(|e| UpdateError::Other(noted(e)))?;
         if !updated {
             // The row expired or was revoked (sign-out, blocking, password change) while this
             // request ran: start a fresh, anonymous session. Keeping the identity would sign a
@@ -119,7 +130,7 @@ impl SessionStore for DbSessionStore {
             return Ok(());
         }
         self.remember(&hash, fresh);
-        db::with_conn(&self.pool, move |c| anyhow::Ok(sessions::extend(c, &hash, fresh)?)).await
+        db::with_conn(&self.pool, move |c| anyhow::Ok(sessions::extend(c, &hash, fresh)?)).await.map_err(noted)
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<(), anyhow::Error> {
@@ -127,6 +138,6 @@ impl SessionStore for DbSessionStore {
         if let Ok(mut seen) = self.seen.lock() {
             seen.remove(&hash);
         }
-        db::with_conn(&self.pool, move |c| anyhow::Ok(sessions::delete(c, &hash)?)).await
+        db::with_conn(&self.pool, move |c| anyhow::Ok(sessions::delete(c, &hash)?)).await.map_err(noted)
     }
 }

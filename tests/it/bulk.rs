@@ -13,7 +13,7 @@ use crate::on_both_databases;
 const BOUNDARY: &str = "vestibule-bulk-boundary-Zk3q9X";
 
 /// POSTs a CSV file as the upload form does (multipart, CSRF token in the action URL).
-pub(crate) async fn upload(b: &Browser, path: &str, file: &[u8]) -> Response {
+pub async fn upload(b: &Browser, path: &str, file: &[u8]) -> Response {
     let token = b.csrf().await;
     let mut body = format!(
         "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"guests.csv\"\r\nContent-Type: text/csv\r\n\r\n"

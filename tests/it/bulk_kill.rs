@@ -18,7 +18,6 @@ fn count(conn: &mut vestibule::db::DbConnection) -> (i64, i64, i64) {
     (inv, distinct, mails)
 }
 
-#[test]
 fn import_survives_sigkill_and_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("kill.db").display());
@@ -119,3 +118,5 @@ fn import_survives_sigkill_and_resumes() {
         .unwrap();
     assert_eq!(orphans, 0, "no invitation without its email");
 }
+
+crate::plain_tests!(blocking: import_survives_sigkill_and_resumes);

@@ -22,13 +22,25 @@ pub enum Db {
     Postgres,
 }
 
-/// The PostgreSQL server for tests, when configured.
+/// The PostgreSQL server for tests, when one answers (see [`crate::harness::postgres`]).
 pub fn postgres_url() -> Option<String> {
-    std::env::var("VESTIBULE_TEST_POSTGRES_URL").ok().filter(|s| !s.is_empty())
+    crate::harness::postgres().as_ref().ok().cloned()
+}
+
+/// A fresh, empty database for a test on `db` (files under `dir`): its URL, and the guard that
+/// drops a PostgreSQL database when the test ends.
+pub fn fresh_database(db: Db, dir: &std::path::Path) -> (Option<PgDatabase>, String) {
+    match db {
+        Db::Sqlite => (None, format!("sqlite://{}", dir.join("test.db").display())),
+        Db::Postgres => {
+            let (pg, url) = PgDatabase::create(&postgres_url().expect("PostgreSQL for this test"));
+            (Some(pg), url)
+        }
+    }
 }
 
 /// A PostgreSQL database made for one test and dropped after it.
-struct PgDatabase {
+pub struct PgDatabase {
     admin_url: String,
     name: String,
 }
@@ -60,6 +72,12 @@ pub struct TestApp {
     pub setup_link: Option<String>,
     /// The settings it was started with (other instances start with them too).
     pub settings: Settings,
+    /// The database's own URL (not through the relay), for assertions during an outage.
+    pub direct_url: String,
+    /// The base URL of the metrics listener, when started with [`Options::metrics_listener`].
+    pub metrics_base: Option<String>,
+    /// The relay to PostgreSQL, when started with [`Options::db_proxy`].
+    pub proxy: Option<crate::proxy::DbProxy>,
     _pg: Option<PgDatabase>,
     _dir: tempfile::TempDir,
 }
@@ -71,6 +89,14 @@ pub struct Options {
     pub smtp_down: bool,
     /// Give the app an `https` public URL (it is still reached over plain http).
     pub https: bool,
+    /// PostgreSQL: reach the database through a relay the test can cut ([`TestApp::proxy`]).
+    pub db_proxy: bool,
+    /// SQLite: how long a statement waits for a lock, in milliseconds (default: the app's).
+    pub sqlite_busy_ms: Option<u64>,
+    /// Serve `/metrics` on a listener of its own ([`TestApp::metrics_base`]).
+    pub metrics_listener: bool,
+    /// The bearer token that opens `/metrics` on the main port.
+    pub metrics_token: Option<String>,
 }
 
 impl TestApp {
@@ -82,14 +108,37 @@ impl TestApp {
     /// Starts the app with options.
     pub async fn start_with(db: Db, opts: Options) -> Option<TestApp> {
         let dir = tempfile::tempdir().unwrap();
+        let mut proxy = None;
+        let mut direct_url = String::new();
         let (pg, database_url) = match db {
             Db::Sqlite => (None, format!("sqlite://{}", dir.path().join("test.db").display())),
             Db::Postgres => {
                 let admin = postgres_url()?;
                 let (pg, url) = PgDatabase::create(&admin);
+                direct_url = url.clone();
+                let url = if opts.db_proxy {
+                    let mut u = url::Url::parse(&url).unwrap();
+                    let upstream = std::net::ToSocketAddrs::to_socket_addrs(&(
+                        u.host_str().unwrap_or("127.0.0.1"),
+                        u.port().unwrap_or(5432),
+                    ))
+                    .unwrap()
+                    .next()
+                    .unwrap();
+                    let p = crate::proxy::DbProxy::start(upstream).await;
+                    u.set_host(Some("127.0.0.1")).unwrap();
+                    u.set_port(Some(p.port)).unwrap();
+                    proxy = Some(p);
+                    u.to_string()
+                } else {
+                    url
+                };
                 (Some(pg), url)
             }
         };
+        if direct_url.is_empty() {
+            direct_url = database_url.clone();
+        }
         let smtp_port = if opts.smtp_down {
             let l = TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
@@ -114,7 +163,15 @@ impl TestApp {
         settings.workers = 2;
         settings.mail_poll_ms = 100;
         settings.oidc_keys_reload_ms = 300;
+        if let Some(ms) = opts.sqlite_busy_ms {
+            settings.sqlite_busy_ms = ms;
+        }
+        if opts.metrics_listener {
+            settings.metrics_bind = Some("127.0.0.1:0".into());
+        }
+        settings.metrics_token = opts.metrics_token.clone();
         let app = Application::build_with_listener(settings.clone(), listener).expect("build app");
+        let metrics_base = app.metrics_port().map(|p| format!("http://127.0.0.1:{p}"));
         let pool = app.pool.clone();
         let setup_link = app.setup_link.clone();
         tokio::spawn(app.run_until_stopped());
@@ -123,7 +180,7 @@ impl TestApp {
             Some(s) => s,
             None => SmtpSink::placeholder(smtp_port),
         };
-        Some(TestApp { base, pool, smtp, setup_link, settings, _pg: pg, _dir: dir })
+        Some(TestApp { base, pool, smtp, setup_link, settings, direct_url, proxy, metrics_base, _pg: pg, _dir: dir })
     }
 
     /// Starts another instance on the same database, data directory (so the same secret key)
@@ -189,6 +246,14 @@ impl TestApp {
             }
             assert!(tokio::time::Instant::now() < deadline, "mail still queued");
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A connection of its own to the database, not through the app's pool (nor the relay).
+    pub fn direct_conn(&self) -> DbConnection {
+        match self.direct_url.strip_prefix("sqlite://") {
+            Some(path) => DbConnection::Sqlite(diesel::SqliteConnection::establish(path).unwrap()),
+            None => DbConnection::Postgresql(diesel::PgConnection::establish(&self.direct_url).unwrap()),
         }
     }
 
@@ -288,6 +353,23 @@ impl Browser {
         res
     }
 
+    /// POST a form with the CSRF token added, as a future that owns what it needs (to send many
+    /// at once); the answer's status, or the error when no answer came.
+    pub fn post_raw_owned(
+        &self,
+        path: &str,
+        fields: Vec<(&'static str, String)>,
+    ) -> impl std::future::Future<Output = Result<StatusCode, String>> + Send + 'static {
+        let client = self.client.clone();
+        let url = self.url(path);
+        let token = self.csrf.lock().unwrap().clone().expect("csrf() first");
+        async move {
+            let mut form = fields;
+            form.push(("csrf_token", token));
+            client.post(url).form(&form).send().await.map(|r| r.status()).map_err(|e| e.to_string())
+        }
+    }
+
     /// Saves the acme org's settings: the defaults of a new org, with `changes` applied.
     pub async fn save_settings(&self, changes: &[(&str, &str)]) -> Response {
         let mut fields: Vec<(&str, &str)> = vec![
@@ -323,7 +405,7 @@ impl Browser {
 pub fn extract_csrf(html: &str) -> Option<String> {
     let i = html.find("name=\"csrf_token\" value=\"")?;
     let rest = &html[i + "name=\"csrf_token\" value=\"".len()..];
-    Some(rest[..rest.find('"')?].to_owned())
+    Some(rest[..rest.find('"')?].to_owned()).filter(|t| !t.is_empty())
 }
 
 /// The `Location` header of a redirect.
@@ -337,26 +419,39 @@ pub fn path_of(link: &str) -> String {
     u.path().to_owned()
 }
 
-/// Generates one `#[tokio::test]` per database for each async test function taking a `TestApp`.
-#[macro_export]
-macro_rules! on_both_databases {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    let app = $crate::helpers::TestApp::start($crate::helpers::Db::Sqlite).await.unwrap();
-                    super::$name(app).await;
-                }
+/// Every table of the schema (read from src/db/schema.rs, so tables added later are counted too).
+pub fn all_tables() -> Vec<String> {
+    let schema = include_str!("../../src/db/schema.rs");
+    let lines: Vec<&str> = schema.lines().collect();
+    lines
+        .windows(2)
+        .filter(|w| w[0].trim_start().starts_with("diesel::table!"))
+        .filter_map(|w| w[1].split_whitespace().next().map(str::to_owned))
+        .collect()
+}
 
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    match $crate::helpers::TestApp::start($crate::helpers::Db::Postgres).await {
-                        Some(app) => super::$name(app).await,
-                        None => eprintln!("VESTIBULE_TEST_POSTGRES_URL not set: PostgreSQL run skipped"),
-                    }
-                }
-            }
-        )*
-    };
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+impl TestApp {
+    /// The number of rows of every table, to show that a refused request stored nothing.
+    /// `sessions` is left out: any visit may start a session.
+    pub fn row_counts(&self) -> Vec<(String, i64)> {
+        self.with_conn(|c| {
+            all_tables()
+                .into_iter()
+                .filter(|t| t != "sessions")
+                .map(|t| {
+                    let n = diesel::sql_query(format!("SELECT COUNT(*) AS n FROM {t}"))
+                        .get_result::<Count>(c)
+                        .unwrap_or_else(|e| panic!("counting {t}: {e}"))
+                        .n;
+                    (t, n)
+                })
+                .collect()
+        })
+    }
 }

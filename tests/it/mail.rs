@@ -10,9 +10,7 @@ use crate::helpers::{Db, Options, PASSWORD, TestApp};
 use crate::smtp::SmtpSink;
 
 async fn delivered_once_smtp_is_back(db: Db) {
-    let Some(mut app) = TestApp::start_with(db, Options { smtp_down: true, ..Options::default() }).await else {
-        return;
-    };
+    let mut app = TestApp::start_with(db, Options { smtp_down: true, ..Options::default() }).await.expect("database");
     app.create_org("Acme Corp", "acme", "admin@acme.test");
     let admin = app.browser();
     admin.sign_in("admin@acme.test", PASSWORD).await;
@@ -61,19 +59,10 @@ async fn delivered_once_smtp_is_back(db: Db) {
     assert_eq!(app.smtp.count_for("pat@partner.test"), 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn delivered_once_smtp_is_back_sqlite() {
-    delivered_once_smtp_is_back(Db::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn delivered_once_smtp_is_back_postgres() {
-    delivered_once_smtp_is_back(Db::Postgres).await;
-}
+crate::on_both_databases!(db: delivered_once_smtp_is_back);
 
 /// A lease that ran out (a worker died mid-send) is claimed again and the mail goes out;
 /// a live lease is respected.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_lease_is_reclaimed() {
     let app = TestApp::start(Db::Sqlite).await.unwrap();
     let admin = app.admin().await;
@@ -161,7 +150,6 @@ crate::on_both_databases!(short_leases_renewed_by_their_holder_and_released_at_s
 /// The SQLite file locked by another process: a write answers 503 with Retry-After and the
 /// friendly page, nothing is half-written; once the lock is gone the same request works,
 /// without a restart.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn locked_database_answers_503_then_recovers() {
     use diesel::Connection;
     use vestibule::db::schema::invitations;
@@ -181,3 +169,5 @@ async fn locked_database_answers_503_then_recovers() {
     assert_eq!(res.status(), StatusCode::SEE_OTHER, "works again without a restart");
     assert_eq!(app.browser().get("/readyz").await.status(), StatusCode::OK);
 }
+
+crate::plain_tests!(expired_lease_is_reclaimed, locked_database_answers_503_then_recovers);

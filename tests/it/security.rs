@@ -179,7 +179,6 @@ on_both_databases!(
 
 /// A session revoked while one of its requests was still running is not signed back in when
 /// that request saves its state.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoked_session_is_not_resurrected() {
     use actix_session::storage::SessionStore;
     let app = TestApp::start(crate::helpers::Db::Sqlite).await.unwrap();
@@ -244,3 +243,5 @@ async fn header_injection_and_parameter_pollution_are_refused(app: TestApp) {
 }
 
 on_both_databases!(header_injection_and_parameter_pollution_are_refused);
+
+crate::plain_tests!(revoked_session_is_not_resurrected);

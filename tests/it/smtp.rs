@@ -26,6 +26,12 @@ pub struct SmtpSink {
 impl SmtpSink {
     /// Starts on `port` (0 = any free port).
     pub async fn start(port: u16) -> SmtpSink {
+        Self::start_slow(port, Duration::ZERO).await
+    }
+
+    /// Starts a listener that keeps each message, then waits `delay` before saying it is
+    /// accepted (a slow server: a sender killed meanwhile never hears that it was).
+    pub async fn start_slow(port: u16, delay: Duration) -> SmtpSink {
         let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("bind smtp sink");
         let port = listener.local_addr().unwrap().port();
         let mails = Arc::new(Mutex::new(Vec::new()));
@@ -38,7 +44,7 @@ impl SmtpSink {
                 };
                 let (m, n) = (m.clone(), n.clone());
                 tokio::spawn(async move {
-                    let _ = session(stream, m, n).await;
+                    let _ = session(stream, m, n, delay).await;
                 });
             }
         });
@@ -91,6 +97,7 @@ async fn session(
     stream: tokio::net::TcpStream,
     mails: Arc<Mutex<Vec<Mail>>>,
     notify: Arc<Notify>,
+    delay: Duration,
 ) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);
@@ -136,6 +143,9 @@ async fn session(
             }
             mails.lock().unwrap().push(Mail { rcpt: std::mem::take(&mut rcpt), raw: data });
             notify.notify_waiters();
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
             write.write_all(b"250 OK queued\r\n").await?;
         } else if upper.starts_with("QUIT") {
             write.write_all(b"221 bye\r\n").await?;

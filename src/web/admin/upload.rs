@@ -13,7 +13,7 @@ use crate::error::AppError;
 /// Largest multipart body read, in bytes.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Largest text field kept, in bytes.
-const MAX_TEXT_BYTES: usize = 16 * 1024;
+const MAX_TEXT_BYTES: usize = crate::web::csrf::MAX_FIELD_BYTES;
 
 /// A multipart form: its text fields and its files, by field name.
 #[derive(Debug, Default)]
@@ -51,8 +51,13 @@ pub async fn read_limited(mut form: Multipart, file_limit: usize, body_limit: us
     let bad = |e: actix_multipart::MultipartError| AppError::BadRequest(format!("multipart: {e}"));
     let mut out = UploadForm::default();
     let mut total = 0usize;
+    let mut count = 0usize;
     while let Some(field) = form.next().await {
         let mut field = field.map_err(bad)?;
+        count += 1;
+        if count > crate::web::csrf::MAX_FIELDS {
+            return Err(AppError::PayloadTooLarge);
+        }
         let name = field.name().unwrap_or_default().to_owned();
         let is_file = field.content_disposition().and_then(|cd| cd.get_filename()).is_some();
         let keep = if is_file { file_limit + 1 } else { MAX_TEXT_BYTES };
@@ -63,6 +68,10 @@ pub async fn read_limited(mut form: Multipart, file_limit: usize, body_limit: us
             if total > body_limit {
                 return Err(AppError::PayloadTooLarge);
             }
+            if !is_file && bytes.len() + chunk.len() > keep {
+                // A text field over the general cap on a form field: refused, as in other forms.
+                return Err(AppError::PayloadTooLarge);
+            }
             let room = keep.saturating_sub(bytes.len());
             bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
         }
@@ -71,6 +80,9 @@ pub async fn read_limited(mut form: Multipart, file_limit: usize, body_limit: us
         } else {
             let text =
                 String::from_utf8(bytes).map_err(|_| AppError::BadRequest("multipart: text is not UTF-8".into()))?;
+            if text.contains('\0') {
+                return Err(AppError::BadRequest("multipart: text with a NUL character".into()));
+            }
             out.texts.push((name, text));
         }
     }

@@ -165,11 +165,15 @@ impl From<AppError> for ApiError {
             AppError::BadRequest(_) => ApiError::bad_request("The request is not valid in the current state."),
             AppError::TooManyRequests(s) => ApiError::too_many(s, "Too many requests; retry later."),
             AppError::PayloadTooLarge => too_large(),
-            AppError::Unavailable => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "ServiceUnavailable",
-                "The service is unavailable; retry later.",
-            ),
+            AppError::Unavailable => {
+                let mut e = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "ServiceUnavailable",
+                    "The service is unavailable; retry later.",
+                );
+                e.retry_after = Some(crate::error::RETRY_UNAVAILABLE_SECS);
+                e
+            }
             AppError::Internal(cause) => {
                 tracing::error!(error = ?cause, "API request failed");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", "An internal error occurred.")
@@ -276,9 +280,30 @@ pub async fn read_body(req: &HttpRequest, mut payload: web::Payload) -> Result<w
     Ok(body.freeze())
 }
 
+/// Longest string value (or key) anywhere in a JSON body, in bytes, before any field is read:
+/// each field has a tighter rule where it is validated; this only keeps anything huge from
+/// being parsed further, logged, audited or counted.
+pub const MAX_JSON_STRING_BYTES: usize = 8 * 1024;
+
+/// True when a string (or key) in `v` is longer than [`MAX_JSON_STRING_BYTES`] or holds a NUL
+/// character (never meaningful, and refused by PostgreSQL in text).
+fn has_oversized_string(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.len() > MAX_JSON_STRING_BYTES || s.contains('\0'),
+        Value::Array(items) => items.iter().any(has_oversized_string),
+        Value::Object(map) => {
+            map.iter().any(|(k, v)| k.len() > MAX_JSON_STRING_BYTES || k.contains('\0') || has_oversized_string(v))
+        }
+        _ => false,
+    }
+}
+
 /// Parses a body as one JSON object.
 pub fn parse_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     match serde_json::from_slice::<Value>(body) {
+        Ok(v @ Value::Object(_)) if has_oversized_string(&v) => Err(ApiError::bad_request(format!(
+            "A value in the request body is longer than {MAX_JSON_STRING_BYTES} bytes."
+        ))),
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => Err(ApiError::bad_request("The request body must be a JSON object.")),
         Err(_) => Err(ApiError::bad_request("The request body is not valid JSON.")),
