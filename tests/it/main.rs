@@ -15,6 +15,7 @@ mod lifecycle;
 mod mail;
 mod oidc;
 mod policy;
+mod query_plans;
 mod redeem;
 mod security;
 mod setup;
