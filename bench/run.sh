@@ -130,8 +130,11 @@ for BACKEND in $BACKENDS; do
     curl -s -H "Cookie: $COOKIE" "$BASE/o/bench/admin/users?q=user054321%40" | grep -q 'user054321@bench.test' || { echo "search check failed"; exit 1; }
     curl -s "$LINK" | grep -q 'invited you to join' || { echo "redeem check failed"; exit 1; }
 
-    curl -s -H "Cookie: $COOKIE" "$BASE/o/bench/admin/users?q=user0543" | grep -q 'user054399@bench.test' || { echo "prefix search check failed"; exit 1; }
-    curl -s "$BASE/redeem/$(head -n1 "$WORK/tokens.txt")" | grep -q 'invited you to join' || { echo "random landing check failed"; exit 1; }
+    # (The page is read whole first: grep -q closing the pipe early would fail curl under pipefail.)
+    page=$(curl -s -H "Cookie: $COOKIE" "$BASE/o/bench/admin/users?q=user0543")
+    grep -q 'user054399@bench.test' <<<"$page" || { echo "prefix search check failed"; exit 1; }
+    page=$(curl -s "$BASE/redeem/$(head -n1 "$WORK/tokens.txt")")
+    grep -q 'invited you to join' <<<"$page" || { echo "random landing check failed"; exit 1; }
 
     want signin && scenario "sign-in page" "$BASE/signin"
     want landing && scenario "redemption landing page (one link)" "$LINK"
