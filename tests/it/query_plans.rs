@@ -116,8 +116,7 @@ fn statements_of(conn: &mut DbConnection, f: impl FnOnce(&mut DbConnection)) -> 
         DbConnection::Sqlite(c) => c.set_instrumentation(None::<Box<dyn Instrumentation>>),
         DbConnection::Postgresql(c) => c.set_instrumentation(None::<Box<dyn Instrumentation>>),
     }
-    let out = seen.lock().unwrap().clone();
-    out
+    seen.lock().unwrap().clone()
 }
 
 #[derive(QueryableByName)]
@@ -155,7 +154,7 @@ fn plan_of(conn: &mut DbConnection, sql: &str) -> Vec<String> {
 
 /// A step that reads a whole table (or a whole index of it) instead of a range.
 fn full_scan(line: &str, table: &str) -> bool {
-    let l = line.trim_start_matches(|c: char| c == ' ' || c == '-' || c == '>');
+    let l = line.trim_start_matches([' ', '-', '>']);
     // SQLite: "SCAN users", "SCAN users USING INDEX ..." ("SEARCH ..." is a range or a lookup).
     // PostgreSQL: "Seq Scan on users", and a full-index scan shows no "Index Cond".
     l.starts_with(&format!("SCAN {table}")) || l.starts_with(&format!("Seq Scan on {table} "))
