@@ -6,6 +6,8 @@
 #   bash bench/run.sh                      # both databases, 100 000 seeded users, 10 s runs
 #   BACKENDS=sqlite DURATION=12 RUNS=3 bash bench/run.sh
 #   OIDC_ONLY=1 USERS=1000 bash bench/run.sh   # the OpenID Connect scenarios only
+#   SCENARIOS="landing list search" bash bench/run.sh   # some scenarios only (signin landing
+#       list search create api oidc)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,32 +23,61 @@ BASE="http://127.0.0.1:$PORT"
 PASSWORD="bench pass phrase for vestibule"
 
 command -v wrk >/dev/null || { apt-get install -y -q wrk >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null; }; }
-cargo build --release --bin vestibule --example seed --example oidc_bench --example rsa_sign
+[ "${NO_BUILD:-0}" = 1 ] || cargo build --release --bin vestibule --example seed --example oidc_bench --example rsa_sign
 TARGET=${CARGO_TARGET_DIR:-$PWD/target}
-BIN=$TARGET/release/vestibule
+BIN=${BIN:-$TARGET/release/vestibule}   # BIN=... measures another build (e.g. the one before a change)
 SEED=$TARGET/release/examples/seed
 OIDC_BENCH=$TARGET/release/examples/oidc_bench
 
+CLK_TCK=$(getconf CLK_TCK)
+# CPU time (clock ticks, user + system) of the server, and of the PostgreSQL backends serving
+# the benchmark database (its pool keeps the same connections, so the same processes).
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+db_ticks() {
+    [ "$BACKEND" = postgres ] || { echo 0; return; }
+    local total=0 pid
+    for pid in $(psql -qtA "$PG_ADMIN" -c "select pid from pg_stat_activity where datname = 'vestibule_bench'"); do
+        total=$((total + $(cpu_ticks "$pid")))
+    done
+    echo "$total"
+}
+
+# want KEY: whether the scenario KEY is selected (SCENARIOS="landing search ...", empty = all).
+want() { [ -z "${SCENARIOS:-}" ] || [[ " $SCENARIOS " == *" $1 "* ]]; }
+
 # scenario NAME URL [wrk options...] [-- script args...]: a warm-up, then RUNS counted runs;
-# prints the median req/s and p99.
+# prints the median req/s, p99, the server's CPU time per request (and PostgreSQL's), and the
+# load average before -> after.
 scenario() {
     local name=$1 url=$2; shift 2
     local opts=() script_args=()
     while [ $# -gt 0 ] && [ "$1" != "--" ]; do opts+=("$1"); shift; done
     [ $# -gt 0 ] && { shift; script_args=(-- "$@"); }
     wrk -t2 -c"$CONNS" -d2s "${opts[@]}" "$url" "${script_args[@]}" >/dev/null
-    local rates=() p99s=() errors=0
+    local rates=() p99s=() cpus=() dbcpus=() errors=0 load_before
+    load_before=$(cut -d' ' -f1 /proc/loadavg)
     for _ in $(seq 1 "$RUNS"); do
-        local out
+        local out s0 s1 d0 d1 n
+        s0=$(cpu_ticks "$SERVER"); d0=$(db_ticks)
         out=$(wrk -t2 -c"$CONNS" -d"${DURATION}s" --timeout 10s --latency "${opts[@]}" "$url" "${script_args[@]}")
+        sleep 0.3 # let the requests still in flight finish, so their CPU counts in this run
+        s1=$(cpu_ticks "$SERVER"); d1=$(db_ticks)
+        n=$(echo "$out" | awk '/requests in/ {print $1}')
         rates+=("$(echo "$out" | awk '/Requests\/sec/ {print $2}')")
         p99s+=("$(echo "$out" | awk '$1 == "99%" {print $2}')")
+        cpus+=("$(awk -v t=$((s1 - s0)) -v n="$n" -v hz="$CLK_TCK" 'BEGIN {printf "%.3f", t * 1000 / hz / n}')")
+        dbcpus+=("$(awk -v t=$((d1 - d0)) -v n="$n" -v hz="$CLK_TCK" 'BEGIN {printf "%.3f", t * 1000 / hz / n}')")
         errors=$((errors + $(echo "$out" | awk '/Non-2xx or 3xx/ {n=$5} END {print n+0}')))
     done
-    local rate p99
-    rate=$(printf '%s\n' "${rates[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+    local rate p99 cpu dbcpu
+    median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+    rate=$(median "${rates[@]}")
     p99=$(printf '%s\n' "${p99s[@]}" | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-    printf '| %-8s | %-42s | %10s | %9s | %6s |\n' "$BACKEND" "$name" "$rate" "$p99" "$errors"
+    cpu=$(median "${cpus[@]}")
+    dbcpu=$(median "${dbcpus[@]}")
+    [ "$BACKEND" = postgres ] || dbcpu="-"
+    printf '| %-8s | %-46s | %10s | %9s | %8s | %8s | %6s | %s |\n' "$BACKEND" "$name" "$rate" "$p99" "$cpu" "$dbcpu" \
+        "$errors" "$load_before -> $(cut -d' ' -f1 /proc/loadavg)"
 }
 
 count_invitations() {
@@ -57,8 +88,8 @@ count_invitations() {
     fi
 }
 
-echo "| database | scenario | req/s | p99 | non-2xx/3xx |"
-echo "|---|---|---:|---:|---:|"
+echo "| database | scenario | req/s | p99 | server CPU ms/req | PostgreSQL CPU ms/req | non-2xx/3xx | load1 |"
+echo "|---|---|---:|---:|---:|---:|---:|---|"
 for BACKEND in $BACKENDS; do
     WORK=$(mktemp -d)
     if [ "$BACKEND" = sqlite ]; then
@@ -72,7 +103,7 @@ for BACKEND in $BACKENDS; do
         VESTIBULE_PUBLIC_URL=$BASE VESTIBULE_THROTTLE=off VESTIBULE_LOG=warn
     echo "$PASSWORD" | "$BIN" org create --name "Bench Org" --slug bench --admin-email admin@bench.test \
         --admin-name "Bench Admin" --admin-password-stdin >/dev/null
-    "$SEED" bench "$USERS" >/dev/null
+    "$SEED" bench "$USERS" "$WORK/tokens.txt" >/dev/null
     if curl -fs "$BASE/healthz" >/dev/null 2>&1; then
         echo "port $PORT is already in use; stop the other server or set PORT" >&2
         exit 1
@@ -99,15 +130,26 @@ for BACKEND in $BACKENDS; do
     curl -s -H "Cookie: $COOKIE" "$BASE/o/bench/admin/users?q=user054321%40" | grep -q 'user054321@bench.test' || { echo "search check failed"; exit 1; }
     curl -s "$LINK" | grep -q 'invited you to join' || { echo "redeem check failed"; exit 1; }
 
-    scenario "sign-in page" "$BASE/signin"
-    scenario "redemption landing page" "$LINK"
-    scenario "admin users list, first page of $USERS" "$BASE/o/bench/admin/users" -H "Cookie: $COOKIE"
-    scenario "admin users list, email search" "$BASE/o/bench/admin/users?q=user054321%40" -H "Cookie: $COOKIE"
+    # (The page is read whole first: grep -q closing the pipe early would fail curl under pipefail.)
+    page=$(curl -s -H "Cookie: $COOKIE" "$BASE/o/bench/admin/users?q=user0543")
+    grep -q 'user054399@bench.test' <<<"$page" || { echo "prefix search check failed"; exit 1; }
+    page=$(curl -s "$BASE/redeem/$(head -n1 "$WORK/tokens.txt")")
+    grep -q 'invited you to join' <<<"$page" || { echo "random landing check failed"; exit 1; }
+
+    want signin && scenario "sign-in page" "$BASE/signin"
+    want landing && scenario "redemption landing page (one link)" "$LINK"
+    want landing && scenario "redemption landing, random tokens" "$BASE" -s bench/landing.lua -- "$WORK/tokens.txt"
+    want list && scenario "admin users list, first page of $USERS" "$BASE/o/bench/admin/users" -H "Cookie: $COOKIE"
+    want search && scenario "admin users search, address user054321@" "$BASE/o/bench/admin/users?q=user054321%40" -H "Cookie: $COOKIE"
+    want search && scenario "admin users search, prefix user0543 (no @)" "$BASE/o/bench/admin/users?q=user0543" -H "Cookie: $COOKIE"
+    want search && scenario "admin users search, name prefix" "$BASE/o/bench/admin/users?q=Bench+User+0543" -H "Cookie: $COOKIE"
+    if want create; then
     before=$(count_invitations)
     scenario "invitation creation (POST, mail queued)" "$BASE/o/bench/admin/invite" \
         -s bench/create.lua -- /o/bench/admin/invite "$COOKIE" "$CSRF"
     after=$(count_invitations)
-    echo "|          | invitations created during that scenario: $((after - before)) |  |  |  |"
+    echo "|          | invitations created during that scenario: $((after - before)) |  |  |  |  |  |  |"
+    fi
 
     # The Graph-compatible API: an allow-listed landing URL, a key from the CLI.
     curl -s -o /dev/null -c "$JAR" -b "$JAR" -d "csrf_token=$CSRF" --data-urlencode "name=Bench Org" \
@@ -115,11 +157,14 @@ for BACKEND in $BACKENDS; do
         -d "domain_mode=none&invites_per_hour=50" --data-urlencode "redirect_allowlist=https://app.partner.test" \
         "$BASE/o/bench/admin/settings"
     KEY=$("$BIN" api-key create --org bench --name bench 2>/dev/null | grep -o 'vst_[A-Za-z0-9_-]*' | head -n1)
+    if want api; then
     before=$(count_invitations)
     scenario "API: POST /api/v1.0/invitations (mail queued)" "$BASE/api/v1.0/invitations" -s bench/api.lua -- "$KEY"
     after=$(count_invitations)
-    echo "|          | invitations created during that scenario: $((after - before)) |  |  |  |"
+    echo "|          | invitations created during that scenario: $((after - before)) |  |  |  |  |  |  |"
     fi
+    fi
+    [ "$OIDC_ONLY" = 1 ] || want oidc || { kill -TERM "$SERVER"; wait "$SERVER" || true; rm -rf "$WORK"; continue; }
 
     # OpenID Connect: an app with a client, given to the admin. Discovery and JWKS (from memory),
     # userinfo with wrk; the authorization request and the code exchange with bench/oidc.rs.

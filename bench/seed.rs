@@ -1,12 +1,18 @@
 //! Seeds an organization with many guests for the benchmark (not part of the product).
 //!
-//! `cargo run --release --example seed -- ORG_SLUG COUNT` with `VESTIBULE_DATABASE_URL` set.
+//! `cargo run --release --example seed -- ORG_SLUG COUNT [TOKENS_FILE]` with
+//! `VESTIBULE_DATABASE_URL` set. Every third guest is still pending, with a live invitation from
+//! the org's admin; with TOKENS_FILE, their link tokens are written there, one a line (the
+//! random-token landing scenario reads them).
 
 use diesel::prelude::*;
-use vestibule::db::models::{Membership, User};
-use vestibule::db::schema::{memberships, users};
+use std::io::Write;
+
+use vestibule::db::models::{Invitation, Membership, User};
+use vestibule::db::schema::{invitations, memberships, users};
 use vestibule::db::{self, DbConnection, write_tx};
-use vestibule::domain::{MembershipState, Role, UserType};
+use vestibule::domain::token::PlainToken;
+use vestibule::domain::{InvitationStatus, MembershipState, Role, UserType};
 use vestibule::services::orgs;
 
 fn main() -> anyhow::Result<()> {
@@ -18,11 +24,22 @@ fn main() -> anyhow::Result<()> {
     let mut conn = pool.get()?;
     db::run_migrations(&mut conn)?;
     let org = orgs::find_by_slug(&mut conn, slug)?.ok_or_else(|| anyhow::anyhow!("no organization {slug}"))?;
+    let mut tokens = match args.get(3) {
+        Some(path) => Some(std::io::BufWriter::new(std::fs::File::create(path)?)),
+        None => None,
+    };
+    let admin: Option<String> = memberships::table
+        .filter(memberships::org_id.eq(&org.id))
+        .filter(memberships::role.eq(Role::Admin))
+        .select(memberships::user_id)
+        .first(&mut conn)
+        .optional()?;
     let start = db::now() - time::Duration::days(1);
     for chunk_start in (0..count).step_by(1000) {
         let end = (chunk_start + 1000).min(count);
         let mut new_users = Vec::with_capacity(end - chunk_start);
         let mut new_memberships = Vec::with_capacity(end - chunk_start);
+        let mut new_invitations = Vec::new();
         for i in chunk_start..end {
             let name = format!("Bench User {i:06}");
             let user = User {
@@ -35,15 +52,49 @@ fn main() -> anyhow::Result<()> {
                 language: None,
                 created_at: start,
             };
+            let pending = i % 3 == 0;
+            let membership_id = db::new_id();
+            if pending {
+                let token = PlainToken::generate();
+                if let Some(out) = tokens.as_mut() {
+                    writeln!(out, "{}", token.expose())?;
+                }
+                new_invitations.push(Invitation {
+                    id: db::new_id(),
+                    org_id: org.id.clone(),
+                    membership_id: membership_id.clone(),
+                    email: user.email.clone(),
+                    display_name: user.display_name.clone(),
+                    message: None,
+                    redirect_url: None,
+                    user_type: if i % 10 == 0 { UserType::Member } else { UserType::Guest },
+                    language: None,
+                    token_hash: token.hash(),
+                    status: InvitationStatus::Pending,
+                    disclosed: false,
+                    send_email: false,
+                    invited_by: admin.clone(),
+                    code_hash: None,
+                    code_expires_at: None,
+                    code_attempts: 0,
+                    created_at: start,
+                    expires_at: db::now() + time::Duration::days(30),
+                    accepted_at: None,
+                    revoked_at: None,
+                    group_ids: String::new(),
+                    app_id: None,
+                    reset: false,
+                });
+            }
             new_memberships.push(Membership {
-                id: db::new_id(),
+                id: membership_id,
                 org_id: org.id.clone(),
                 user_id: user.id.clone(),
                 user_type: if i % 10 == 0 { UserType::Member } else { UserType::Guest },
                 role: Role::None,
-                state: if i % 3 == 0 { MembershipState::PendingAcceptance } else { MembershipState::Accepted },
+                state: if pending { MembershipState::PendingAcceptance } else { MembershipState::Accepted },
                 blocked: false,
-                invited_by: None,
+                invited_by: admin.clone(),
                 accepted_at: None,
                 removed_at: None,
                 created_at: start + time::Duration::milliseconds(i as i64),
@@ -60,14 +111,19 @@ fn main() -> anyhow::Result<()> {
                 DbConnection::Sqlite(c) => {
                     diesel::insert_into(users::table).values(&new_users).execute(c)?;
                     diesel::insert_into(memberships::table).values(&new_memberships).execute(c)?;
+                    diesel::insert_into(invitations::table).values(&new_invitations).execute(c)?;
                 }
                 DbConnection::Postgresql(c) => {
                     diesel::insert_into(users::table).values(&new_users).execute(c)?;
                     diesel::insert_into(memberships::table).values(&new_memberships).execute(c)?;
+                    diesel::insert_into(invitations::table).values(&new_invitations).execute(c)?;
                 }
             }
             Ok(())
         })?;
+    }
+    if let Some(mut out) = tokens {
+        out.flush()?;
     }
     // A production database has planner statistics; give the fresh one its own.
     diesel::sql_query("ANALYZE").execute(&mut conn)?;

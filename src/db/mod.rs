@@ -177,6 +177,25 @@ pub fn run_migrations(conn: &mut DbConnection) -> anyhow::Result<()> {
     result.map_err(|e| anyhow::anyhow!("running migrations: {e}"))
 }
 
+/// Inserts a slice of rows in multi-row `INSERT`s (500 rows each, under SQLite's limit of bound
+/// values), on either backend; returns early with `?` on an error. Multi-row inserts exist per
+/// backend, not on the multi-backend connection.
+macro_rules! insert_all {
+    ($conn:expr, $table:expr, $rows:expr) => {
+        for chunk in ($rows).chunks(500) {
+            match &mut *$conn {
+                $crate::db::DbConnection::Sqlite(c) => {
+                    diesel::insert_into($table).values(chunk).execute(c)?;
+                }
+                $crate::db::DbConnection::Postgresql(c) => {
+                    diesel::insert_into($table).values(chunk).execute(c)?;
+                }
+            }
+        }
+    };
+}
+pub(crate) use insert_all;
+
 /// Runs `f` in a write transaction: `BEGIN IMMEDIATE` on SQLite (so that a read-then-write
 /// transaction never fails to upgrade its lock), a plain transaction on PostgreSQL.
 /// Commits when `f` returns `Ok`, rolls back otherwise.

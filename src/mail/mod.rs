@@ -45,10 +45,28 @@ pub struct NewMail {
 /// Writes a mail row; call inside the transaction of the change that causes it.
 pub fn enqueue(conn: &mut DbConnection, mail: NewMail, public_url: &Url) -> QueryResult<String> {
     QUEUED.with(|q| q.set(true));
+    let row = outbox_row(mail, public_url);
+    diesel::insert_into(outbox::table).values(&row).execute(conn)?;
+    Ok(row.id)
+}
+
+/// Writes many mail rows in multi-row inserts (a bulk wave); same rules as [`enqueue`].
+pub fn enqueue_many(conn: &mut DbConnection, mails: Vec<NewMail>, public_url: &Url) -> QueryResult<()> {
+    if mails.is_empty() {
+        return Ok(());
+    }
+    QUEUED.with(|q| q.set(true));
+    let rows: Vec<OutboxMessage> = mails.into_iter().map(|m| outbox_row(m, public_url)).collect();
+    db::insert_all!(conn, outbox::table, &rows);
+    Ok(())
+}
+
+/// The outbox row of a rendered mail, queued now.
+fn outbox_row(mail: NewMail, public_url: &Url) -> OutboxMessage {
     let id = db::new_id();
     let host = public_url.host_str().unwrap_or("localhost");
     let now = db::now();
-    let row = OutboxMessage {
+    OutboxMessage {
         message_id: format!("<{id}@{host}>"),
         id: id.clone(),
         kind: mail.kind.to_owned(),
@@ -67,9 +85,7 @@ pub fn enqueue(conn: &mut DbConnection, mail: NewMail, public_url: &Url) -> Quer
         last_error: None,
         created_at: now,
         sent_at: None,
-    };
-    diesel::insert_into(outbox::table).values(&row).execute(conn)?;
-    Ok(id)
+    }
 }
 
 /// Counts of outbox rows by status, for `/readyz`.

@@ -32,6 +32,8 @@ impl Transport {
                 let t = AsyncSmtpTransport::<Tokio1Executor>::from_url(url.as_str())
                     .map_err(|e| anyhow::anyhow!("VESTIBULE_SMTP_URL: {e}"))?
                     .timeout(Some(std::time::Duration::from_secs(20)))
+                    // A few connections kept open: the worker has this many messages in flight.
+                    .pool_config(lettre::transport::smtp::PoolConfig::new().max_size(super::worker::CONCURRENCY as u32))
                     .build();
                 Ok(Transport::Smtp(t))
             }

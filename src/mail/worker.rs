@@ -15,7 +15,7 @@ use lettre::message::Mailbox;
 use rand::RngExt;
 use tokio::sync::{Notify, watch};
 
-use super::transport::Transport;
+use super::transport::{SendError, Transport};
 use crate::db::models::OutboxMessage;
 use crate::db::schema::outbox;
 use crate::db::{self, DbConnection, Pool};
@@ -121,22 +121,6 @@ fn still_held(
     outbox::table.find(id.to_owned()).filter(outbox::claimed_by.eq(owner.to_owned()))
 }
 
-/// Marks a row sent and drops its body (it may hold a token).
-fn mark_sent(conn: &mut DbConnection, id: &str, owner: &str) -> QueryResult<()> {
-    diesel::update(still_held(id, owner))
-        .set((
-            outbox::claimed_by.eq(None::<String>),
-            outbox::status.eq(OutboxStatus::Sent),
-            outbox::sent_at.eq(Some(db::now())),
-            outbox::body_text.eq(None::<String>),
-            outbox::body_html.eq(None::<String>),
-            outbox::lease_until.eq(None::<time::PrimitiveDateTime>),
-            outbox::last_error.eq(None::<String>),
-        ))
-        .execute(conn)?;
-    Ok(())
-}
-
 /// Delay before attempt number `attempts + 1`.
 pub fn backoff(base: Duration, attempts: i64) -> Duration {
     let exp = base.saturating_mul(1u32 << (attempts.clamp(1, 20) - 1) as u32).min(MAX_BACKOFF);
@@ -181,9 +165,56 @@ fn mark_failed(
     Ok(())
 }
 
+/// Messages in flight at once, each on its own connection of the transport's pool.
+pub const CONCURRENCY: usize = 4;
+
+/// Marks rows sent and drops their bodies (they may hold a token), in one statement; only the
+/// rows `owner` still holds.
+fn mark_sent_all(conn: &mut DbConnection, ids: &[String], owner: &str) -> QueryResult<usize> {
+    diesel::update(outbox::table.filter(outbox::id.eq_any(ids)).filter(outbox::claimed_by.eq(owner)))
+        .set((
+            outbox::claimed_by.eq(None::<String>),
+            outbox::status.eq(OutboxStatus::Sent),
+            outbox::sent_at.eq(Some(db::now())),
+            outbox::body_text.eq(None::<String>),
+            outbox::body_html.eq(None::<String>),
+            outbox::lease_until.eq(None::<time::PrimitiveDateTime>),
+            outbox::last_error.eq(None::<String>),
+        ))
+        .execute(conn)
+}
+
+/// Records the outcomes of messages that finished together: the sent ones in one statement,
+/// each failure with its own retry time, all in one write transaction.
+fn record_outcomes(
+    conn: &mut DbConnection,
+    owner: &str,
+    outcomes: Vec<(OutboxMessage, Result<(), SendError>)>,
+    base: Duration,
+) -> QueryResult<()> {
+    db::write_tx(conn, |conn| {
+        let sent: Vec<String> = outcomes.iter().filter(|(_, r)| r.is_ok()).map(|(row, _)| row.id.clone()).collect();
+        if !sent.is_empty() {
+            mark_sent_all(conn, &sent, owner)?;
+        }
+        for (row, result) in &outcomes {
+            if let Err(e) = result {
+                mark_failed(conn, owner, row, e.permanent, &e.message, base)?;
+            }
+        }
+        Ok(())
+    })
+}
+
 /// Sends everything due now as the worker `owner`, until `stop` flips to true (the rows claimed
 /// and not sent then stay for [`release`]); returns how many rows were handled.
+///
+/// Up to [`CONCURRENCY`] messages are in flight at once over the transport's connection pool;
+/// whatever finished together is recorded in one transaction, so a message is marked sent as
+/// soon as it and its neighbours are through (a crash in between sends it again, at least once
+/// as before, with the same Message-ID).
 pub async fn run_once(cfg: &WorkerConfig, owner: &str, stop: &watch::Receiver<bool>) -> anyhow::Result<usize> {
+    use futures_util::StreamExt;
     let mut handled = 0;
     loop {
         let me = owner.to_owned();
@@ -191,27 +222,34 @@ pub async fn run_once(cfg: &WorkerConfig, owner: &str, stop: &watch::Receiver<bo
         if rows.is_empty() {
             return Ok(handled);
         }
-        for row in rows {
-            if *stop.borrow() {
-                return Ok(handled);
-            }
-            handled += 1;
-            let result = cfg.transport.send(&cfg.from, &row).await;
-            let (id, me) = (row.id.clone(), owner.to_owned());
-            let base = cfg.retry_base;
-            match result {
-                Ok(()) => {
-                    tracing::info!(mail = %id, kind = %row.kind, to = %mask(&row.recipient), "mail sent");
-                    db::with_conn(&cfg.pool, move |c| anyhow::Ok(mark_sent(c, &id, &me)?)).await?;
+        let mut done = futures_util::stream::iter(rows)
+            .map(|row| async move {
+                // Nothing new starts once stopping; the rows left are released by the caller.
+                if *stop.borrow() {
+                    return None;
                 }
-                Err(e) => {
-                    tracing::warn!(mail = %id, to = %mask(&row.recipient), attempt = row.attempts, permanent = e.permanent, error = %e.message, "mail not sent");
-                    db::with_conn(&cfg.pool, move |c| {
-                        anyhow::Ok(mark_failed(c, &me, &row, e.permanent, &e.message, base)?)
-                    })
-                    .await?;
+                let result = cfg.transport.send(&cfg.from, &row).await;
+                match &result {
+                    Ok(()) => tracing::info!(mail = %row.id, kind = %row.kind, to = %mask(&row.recipient), "mail sent"),
+                    Err(e) => {
+                        tracing::warn!(mail = %row.id, to = %mask(&row.recipient), attempt = row.attempts, permanent = e.permanent, error = %e.message, "mail not sent")
+                    }
                 }
+                Some((row, result))
+            })
+            .buffer_unordered(CONCURRENCY)
+            .ready_chunks(CONCURRENCY);
+        while let Some(chunk) = done.next().await {
+            let outcomes: Vec<_> = chunk.into_iter().flatten().collect();
+            if outcomes.is_empty() {
+                continue;
             }
+            handled += outcomes.len();
+            let (me, base) = (owner.to_owned(), cfg.retry_base);
+            db::with_conn(&cfg.pool, move |c| anyhow::Ok(record_outcomes(c, &me, outcomes, base)?)).await?;
+        }
+        if *stop.borrow() {
+            return Ok(handled);
         }
     }
 }

@@ -154,6 +154,35 @@ pub fn record(
     Ok(())
 }
 
+/// Appends many events of one actor and action at once (a bulk wave), each `(target, detail)`
+/// clipped as [`record`] does, in multi-row inserts.
+pub fn record_many(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    org_id: Option<&str>,
+    action: &str,
+    events: &[(&str, Option<&str>)],
+) -> QueryResult<()> {
+    let ip = actor.ip.as_deref().map(|ip| crate::domain::clip(ip, MAX_TARGET_BYTES).to_owned());
+    let now = db::now();
+    let rows: Vec<AuditEvent> = events
+        .iter()
+        .map(|(target, detail)| AuditEvent {
+            id: db::new_id(),
+            org_id: org_id.map(str::to_owned),
+            actor_id: actor.user_id.clone(),
+            action: action.to_owned(),
+            target: Some(crate::domain::clip(target, MAX_TARGET_BYTES).to_owned()),
+            detail: detail.map(|d| crate::domain::clip(d, MAX_DETAIL_BYTES).to_owned()),
+            client_ip: ip.clone(),
+            request_id: actor.request_id.clone(),
+            created_at: now,
+        })
+        .collect();
+    db::insert_all!(conn, audit_events::table, &rows);
+    Ok(())
+}
+
 /// Events of an organization, newest first (the audit page arrives later; tests read this).
 pub fn list_for_org(conn: &mut DbConnection, org_id: &str, limit: i64) -> QueryResult<Vec<AuditEvent>> {
     audit_events::table

@@ -445,6 +445,200 @@ pub fn api_details(conn: &mut DbConnection, invitation_id: &str) -> QueryResult<
     invitation_api_details::table.find(invitation_id).select(InvitationApiDetails::as_select()).first(conn).optional()
 }
 
+/// Many invitations through a batch channel (bulk waves, the CLI), each with the outcome
+/// [`invite`] would give it with default options, in one write transaction.
+///
+/// The checks run once for the batch where they do not depend on the row (policy, app origins,
+/// groups and apps), then per row in memory. Addresses that have no account yet (the usual case
+/// for a wave) are created together: accounts, memberships, invitations, their emails and audit
+/// events in multi-row inserts, in one savepoint. Rows whose address already has an account,
+/// a second row for the same address, or the whole fast group if its savepoint is refused (an
+/// invitation of the same address committed meanwhile), go through [`invite`] one by one, in
+/// the order given.
+pub fn invite_many(
+    conn: &mut DbConnection,
+    public_url: &Url,
+    inviter: Inviter,
+    channel: Channel,
+    inputs: Vec<InviteInput>,
+) -> Result<Vec<Result<Created, ServiceError>>, ServiceError> {
+    let Inviter { org, membership, actor } = inviter;
+    let opts = InviteOptions::default();
+    if channel.counts_toward_limit() || channel == Channel::SelfService {
+        // Per-person channels keep their per-request rules (limits, forced fields).
+        return Ok(inputs.into_iter().map(|input| invite(conn, public_url, inviter, channel, input, &opts)).collect());
+    }
+    if !crate::services::policy::may_invite(org, membership)
+        || (channel.admins_only() && membership.role != Role::Admin)
+    {
+        return Ok(inputs.iter().map(|_| Err(ServiceError::Forbidden)).collect());
+    }
+    db::write_tx(conn, |conn| {
+        let app_origins = if inputs.iter().any(|i| !i.redirect_url.trim().is_empty()) {
+            crate::services::apps::origins(conn, &org.id)?
+        } else {
+            Vec::new()
+        };
+        let targets = if inputs.iter().any(|i| !i.group_ids.is_empty() || i.app_id.is_some()) {
+            Some(targets_for(conn, org, membership)?)
+        } else {
+            None
+        };
+        let mut outcomes: Vec<Option<Result<Created, ServiceError>>> = inputs.iter().map(|_| None).collect();
+        let mut valid: Vec<(usize, ValidInvite)> = Vec::new();
+        for (i, input) in inputs.iter().enumerate() {
+            let checked = validate_with_origins(input, org, public_url, &app_origins);
+            let mut errors = checked.as_ref().err().cloned().unwrap_or_default();
+            if let Some(targets) = &targets
+                && (!input.group_ids.is_empty() || input.app_id.is_some())
+                && let Err(e) = check_targets(targets, &input.group_ids, input.app_id.as_deref())
+            {
+                errors.0.extend(e.0);
+            }
+            match checked {
+                Ok(v) if errors.is_empty() => valid.push((i, v)),
+                _ => outcomes[i] = Some(Err(ServiceError::Invalid(errors))),
+            }
+        }
+        let addresses: Vec<&str> = valid.iter().map(|(_, v)| v.email.as_str()).collect();
+        let known: std::collections::HashSet<String> = if addresses.is_empty() {
+            Default::default()
+        } else {
+            crate::db::schema::users::table
+                .filter(crate::db::schema::users::email.eq_any(&addresses))
+                .select(crate::db::schema::users::email)
+                .load(conn)?
+                .into_iter()
+                .collect()
+        };
+        let mut seen = std::collections::HashSet::new();
+        let (fresh, mut one_by_one): (Vec<_>, Vec<_>) =
+            valid.into_iter().partition(|(_, v)| !known.contains(v.email.as_str()) && seen.insert(v.email.clone()));
+        if !fresh.is_empty() {
+            let inviter_user = accounts::find_by_id(conn, &membership.user_id)?.ok_or(ServiceError::NotFound)?;
+            let mail_ctx = MailContext { public_url, inviter: &inviter_user };
+            let invites: Vec<&ValidInvite> = fresh.iter().map(|(_, v)| v).collect();
+            match db::write_tx(conn, |conn| create_for_new_accounts(conn, org, &invites, &mail_ctx, actor)) {
+                Ok(created) => {
+                    for ((i, _), c) in fresh.iter().zip(created) {
+                        outcomes[*i] = Some(Ok(c));
+                    }
+                }
+                Err(ServiceError::Db(diesel::result::Error::DatabaseError(
+                    diesel::result::DatabaseErrorKind::UniqueViolation,
+                    _,
+                ))) => one_by_one.extend(fresh),
+                Err(e) => return Err(e),
+            }
+        }
+        one_by_one.sort_by_key(|(i, _)| *i);
+        for (i, _) in one_by_one {
+            outcomes[i] = Some(invite(conn, public_url, inviter, channel, inputs[i].clone(), &opts));
+        }
+        Ok(outcomes.into_iter().map(|o| o.unwrap_or(Err(ServiceError::NotFound))).collect())
+    })
+}
+
+/// [`create`] for addresses that have no account yet, all at once: the rows are built in
+/// memory and written with one multi-row insert per table.
+fn create_for_new_accounts(
+    conn: &mut DbConnection,
+    org: &Organization,
+    invites: &[&ValidInvite],
+    mail_ctx: &MailContext,
+    actor: &Actor,
+) -> Result<Vec<Created>, ServiceError> {
+    let now = db::now();
+    let (mut new_users, mut new_memberships, mut new_invitations) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut mails, mut details, mut links) = (Vec::new(), Vec::new(), Vec::new());
+    for invite in invites {
+        let token = PlainToken::generate();
+        let user = User {
+            id: db::new_id(),
+            email: invite.email.as_str().to_owned(),
+            display_name: invite.display_name.clone(),
+            name_search: accounts::name_search(&invite.display_name),
+            password_hash: None,
+            email_verified: false,
+            language: None,
+            created_at: now,
+        };
+        let membership = Membership {
+            id: db::new_id(),
+            org_id: org.id.clone(),
+            user_id: user.id.clone(),
+            user_type: invite.user_type,
+            role: Role::None,
+            state: MembershipState::PendingAcceptance,
+            blocked: false,
+            invited_by: actor.user_id.clone(),
+            accepted_at: None,
+            removed_at: None,
+            created_at: now,
+            sponsor_id: actor.user_id.clone(),
+            access_ends_at: None,
+            end_reminder_sent_at: None,
+            left_at: None,
+        };
+        let invitation = Invitation {
+            id: db::new_id(),
+            org_id: org.id.clone(),
+            membership_id: membership.id.clone(),
+            email: invite.email.as_str().to_owned(),
+            display_name: invite.display_name.clone(),
+            message: invite.message.clone(),
+            redirect_url: invite.redirect_url.clone(),
+            user_type: invite.user_type,
+            language: invite.language.map(|l| l.code().to_owned()),
+            token_hash: token.hash(),
+            status: InvitationStatus::Pending,
+            disclosed: !invite.send_email,
+            send_email: invite.send_email,
+            invited_by: actor.user_id.clone(),
+            code_hash: None,
+            code_expires_at: None,
+            code_attempts: 0,
+            created_at: now,
+            expires_at: now + lifetime(org),
+            accepted_at: None,
+            revoked_at: None,
+            group_ids: invite.group_ids.join(","),
+            app_id: invite.app_id.clone(),
+            reset: false,
+        };
+        if invite.send_email {
+            let lang = email_language(&invitation, &user, org);
+            mails.push(messages::invitation(
+                org,
+                &invitation,
+                mail_ctx.inviter,
+                token.expose(),
+                mail_ctx.public_url,
+                lang,
+            )?);
+            links.push(None);
+        } else {
+            links.push(Some(redeem_url(mail_ctx.public_url, token.expose())));
+        }
+        details.push(serde_json::json!({ "email": invitation.email, "user_type": invitation.user_type, "send_email": invite.send_email }).to_string());
+        new_users.push(user);
+        new_memberships.push(membership);
+        new_invitations.push(invitation);
+    }
+    db::insert_all!(conn, crate::db::schema::users::table, &new_users);
+    db::insert_all!(conn, memberships::table, &new_memberships);
+    db::insert_all!(conn, invitations::table, &new_invitations);
+    mail::enqueue_many(conn, mails, mail_ctx.public_url)?;
+    let events: Vec<(&str, Option<&str>)> =
+        new_invitations.iter().zip(&details).map(|(inv, d)| (inv.id.as_str(), Some(d.as_str()))).collect();
+    audit::record_many(conn, actor, Some(&org.id), action::INVITATION_CREATED, &events)?;
+    Ok(new_invitations
+        .into_iter()
+        .zip(links)
+        .map(|(invitation, redeem_url)| Created { invitation, redeem_url, existing: false })
+        .collect())
+}
+
 /// Resends `invitation_id` for `inviter` (new token, clock restarted, old link dead), counted
 /// toward the inviter's hourly limit, in one write transaction.
 pub fn resend_as(

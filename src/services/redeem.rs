@@ -36,13 +36,30 @@ pub enum LinkState {
     Unknown,
 }
 
-/// Looks a token up without changing anything (GET and HEAD must be harmless).
+diesel::alias!(users as inviter_account: InviterAccount, users as guest_account: GuestAccount);
+
+/// Looks a token up without changing anything (GET and HEAD must be harmless): one query, the
+/// invitation by its token hash joined to its organization, its inviter and the invited account.
 pub fn inspect(conn: &mut DbConnection, token: &str) -> QueryResult<LinkState> {
-    let Some(invitation) = invites::find_by_token(conn, token)? else {
+    if !crate::domain::token::looks_like_token(token) {
+        return Ok(LinkState::Unknown);
+    }
+    let found: Option<(Invitation, Organization, Option<User>, Option<User>)> = invitations::table
+        .inner_join(organizations::table)
+        .left_join(inviter_account.on(invitations::invited_by.eq(inviter_account.field(users::id).nullable())))
+        .left_join(guest_account.on(guest_account.field(users::email).eq(invitations::email)))
+        .filter(invitations::token_hash.eq(hash_token(token)))
+        .select((
+            Invitation::as_select(),
+            Organization::as_select(),
+            inviter_account.fields(users::all_columns).nullable(),
+            guest_account.fields(users::all_columns).nullable(),
+        ))
+        .first(conn)
+        .optional()?;
+    let Some((invitation, org, inviter, guest)) = found else {
         return Ok(LinkState::Unknown);
     };
-    let org: Organization =
-        organizations::table.find(&invitation.org_id).select(Organization::as_select()).first(conn)?;
     if invitation.status != InvitationStatus::Pending || invitation.expires_at <= db::now() {
         return Ok(LinkState::Dead { org_name: org.name });
     }
@@ -51,11 +68,8 @@ pub fn inspect(conn: &mut DbConnection, token: &str) -> QueryResult<LinkState> {
     {
         return Ok(LinkState::Refused { org_name: org.name });
     }
-    let inviter = match &invitation.invited_by {
-        Some(id) => accounts::find_by_id(conn, id)?,
-        None => None,
-    };
-    let guest: User = users::table.filter(users::email.eq(&invitation.email)).select(User::as_select()).first(conn)?;
+    // An invitation always has its account (it is created with it).
+    let guest = guest.ok_or(diesel::result::Error::NotFound)?;
     Ok(LinkState::Valid(Box::new(LiveInvitation { invitation, org, inviter, guest })))
 }
 

@@ -108,30 +108,45 @@ pub fn list(conn: &mut DbConnection, org_id: &str, filter: &UserFilter) -> Query
         Some(list_state::REMOVED) | None => {}
         Some(s) => q = q.filter(memberships::state.eq(s.to_owned())).filter(memberships::left_at.is_null()),
     }
-    if let Some(search) = filter.search.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-        // Find the matching accounts through the email and name indexes first, so the planner
-        // never walks the whole organization to test each row.
-        let ids = matching_user_ids(conn, search)?;
-        q = q.filter(memberships::user_id.eq_any(ids));
-    }
     if let Some((at, id)) = &filter.after {
         q = q.filter(
             memberships::created_at.lt(*at).or(memberships::created_at.eq(*at).and(memberships::id.lt(id.clone()))),
         );
     }
-    let page: Vec<Membership> = q
-        .order((memberships::created_at.desc(), memberships::id.desc()))
-        .limit(PAGE_SIZE + 1)
-        .select(Membership::as_select())
-        .load(conn)?;
+    let search = filter.search.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    let page: Vec<Membership> = if let Some(search) = search {
+        // Find the matching accounts through the email and name indexes first (at most
+        // 2 × SEARCH_CAP), then their memberships in this org through the (org_id, user_id)
+        // unique index. No ORDER BY here: with one, a planner may prefer walking the whole
+        // organization in created_at order and testing each row; the few matches are sorted
+        // below instead.
+        let ids = matching_user_ids(conn, search)?;
+        let mut found: Vec<Membership> = if ids.is_empty() {
+            Vec::new()
+        } else {
+            q.filter(memberships::user_id.eq_any(ids)).select(Membership::as_select()).load(conn)?
+        };
+        found.sort_unstable_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+        found.truncate(PAGE_SIZE as usize + 1);
+        found
+    } else {
+        q.order((memberships::created_at.desc(), memberships::id.desc()))
+            .limit(PAGE_SIZE + 1)
+            .select(Membership::as_select())
+            .load(conn)?
+    };
     let user_ids: Vec<String> = page.iter().map(|m| m.user_id.clone()).collect();
-    let mut accounts: HashMap<String, User> = users::table
-        .filter(users::id.eq_any(&user_ids))
-        .select(User::as_select())
-        .load(conn)?
-        .into_iter()
-        .map(|u| (u.id.clone(), u))
-        .collect();
+    let mut accounts: HashMap<String, User> = if user_ids.is_empty() {
+        HashMap::new()
+    } else {
+        users::table
+            .filter(users::id.eq_any(&user_ids))
+            .select(User::as_select())
+            .load(conn)?
+            .into_iter()
+            .map(|u| (u.id.clone(), u))
+            .collect()
+    };
     let mut rows: Vec<(Membership, User)> =
         page.into_iter().filter_map(|m| accounts.remove(&m.user_id).map(|u| (m, u))).collect();
     let next = if rows.len() as i64 > PAGE_SIZE {
@@ -141,26 +156,39 @@ pub fn list(conn: &mut DbConnection, org_id: &str, filter: &UserFilter) -> Query
         None
     };
     let inviter_ids: Vec<String> = rows.iter().filter_map(|(m, _)| m.invited_by.clone()).collect();
-    let inviters: HashMap<String, String> = users::table
-        .filter(users::id.eq_any(&inviter_ids))
-        .select((users::id, users::display_name))
-        .load::<(String, String)>(conn)?
-        .into_iter()
-        .collect();
+    // Each lookup below is skipped when it has nothing to look up (an empty page, no inviter).
+    let inviters: HashMap<String, String> = if inviter_ids.is_empty() {
+        HashMap::new()
+    } else {
+        users::table
+            .filter(users::id.eq_any(&inviter_ids))
+            .select((users::id, users::display_name))
+            .load::<(String, String)>(conn)?
+            .into_iter()
+            .collect()
+    };
     let membership_ids: Vec<String> = rows.iter().map(|(m, _)| m.id.clone()).collect();
-    let invites: Vec<(String, String)> = invitations::table
-        .filter(invitations::membership_id.eq_any(&membership_ids))
-        .order(invitations::created_at.asc())
-        .select((invitations::membership_id, invitations::id))
-        .load(conn)?;
+    let invites: Vec<(String, String)> = if membership_ids.is_empty() {
+        Vec::new()
+    } else {
+        invitations::table
+            .filter(invitations::membership_id.eq_any(&membership_ids))
+            .order(invitations::created_at.asc())
+            .select((invitations::membership_id, invitations::id))
+            .load(conn)?
+    };
     let latest_invite: HashMap<String, String> = invites.into_iter().collect();
     let invite_ids: Vec<String> = latest_invite.values().cloned().collect();
-    let mails: Vec<(Option<String>, OutboxStatus)> = outbox::table
-        .filter(outbox::invitation_id.eq_any(&invite_ids))
-        .filter(outbox::kind.eq(crate::mail::messages::KIND_INVITATION))
-        .order(outbox::created_at.asc())
-        .select((outbox::invitation_id, outbox::status))
-        .load(conn)?;
+    let mails: Vec<(Option<String>, OutboxStatus)> = if invite_ids.is_empty() {
+        Vec::new()
+    } else {
+        outbox::table
+            .filter(outbox::invitation_id.eq_any(&invite_ids))
+            .filter(outbox::kind.eq(crate::mail::messages::KIND_INVITATION))
+            .order(outbox::created_at.asc())
+            .select((outbox::invitation_id, outbox::status))
+            .load(conn)?
+    };
     let mail_status: HashMap<String, OutboxStatus> = mails.into_iter().filter_map(|(i, s)| i.map(|i| (i, s))).collect();
     let rows = rows
         .into_iter()

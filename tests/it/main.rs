@@ -26,6 +26,7 @@ mod metrics;
 mod oidc;
 mod policy;
 mod process;
+mod query_plans;
 mod redeem;
 mod security;
 mod setup;

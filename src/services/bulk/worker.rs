@@ -22,7 +22,7 @@ use crate::db::{self, DbConnection, Pool};
 use crate::domain::Role;
 use crate::domain::{JobStatus, RowStatus};
 use crate::services::audit::{self, action};
-use crate::services::invitations::{self, Channel, InviteOptions, Inviter};
+use crate::services::invitations::{self, Channel, Inviter};
 use crate::services::{Actor, ServiceError, orgs, policy};
 
 /// A claimed job is the worker's for this long; every batch renews it.
@@ -154,7 +154,6 @@ fn run_batch_via(
     }
     let actor = Actor { user_id: Some(job.created_by.clone()), ip: None, request_id: None };
     let inviter = Inviter { org: &org, membership: &membership, actor: &actor };
-    let opts = InviteOptions::default();
 
     db::write_tx(conn, |conn| {
         let now = db::now();
@@ -182,11 +181,13 @@ fn run_batch_via(
             return finish(conn, job_id, &actor);
         }
         let (mut succeeded, mut existing, mut failed) = (0i64, 0i64, 0i64);
-        for row in &rows {
-            // The one invitation use case checks the row again (the org's rules may have changed
-            // since the preview), in a savepoint, so that a refused row leaves nothing behind.
-            let input = super::row_input(row);
-            let outcome = match invitations::invite(conn, public_url, inviter, channel, input, &opts) {
+        // The one invitation use case, for the whole batch: it checks every row again (the
+        // org's rules may have changed since the preview); a refused row leaves nothing behind.
+        let inputs: Vec<_> = rows.iter().map(super::row_input).collect();
+        let outcomes = invitations::invite_many(conn, public_url, inviter, channel, inputs)?;
+        let mut done: Vec<BulkRow> = Vec::with_capacity(rows.len());
+        for (row, outcome) in rows.iter().zip(outcomes) {
+            let outcome = match outcome {
                 Ok(created) => Ok(created),
                 Err(ServiceError::Invalid(e)) => Err(e.0.first().map(|(_, k)| *k).unwrap_or("bulk.reason_invalid")),
                 Err(
@@ -210,14 +211,14 @@ fn run_batch_via(
                     (RowStatus::Failed, Some(key), None)
                 }
             };
-            diesel::update(bulk_rows::table.find((job_id, row.line_no)))
-                .set((
-                    bulk_rows::status.eq(status),
-                    bulk_rows::reason.eq(reason),
-                    bulk_rows::invitation_id.eq(invitation_id),
-                ))
-                .execute(conn)?;
+            let mut row = row.clone();
+            row.status = status;
+            row.reason = reason.map(str::to_owned);
+            row.invitation_id = invitation_id;
+            done.push(row);
         }
+        // Every row's outcome in one statement per 500 rows (an upsert on the row's key).
+        mark_rows(conn, &done)?;
         diesel::update(bulk_jobs::table.find(job_id))
             .set((
                 bulk_jobs::processed.eq(bulk_jobs::processed + rows.len() as i64),
@@ -228,6 +229,41 @@ fn run_batch_via(
             .execute(conn)?;
         Ok(Step::Progress { processed: job.processed + rows.len() as i64, of: job.valid_rows })
     })
+}
+
+/// Saves the status, reason and invitation of processed rows: on PostgreSQL one upsert on the
+/// rows' key per 500 rows (it only updates those three columns; each statement is a round trip
+/// there), on SQLite an update per row (in-process, and diesel has no multi-row upsert for it).
+fn mark_rows(conn: &mut DbConnection, rows: &[BulkRow]) -> QueryResult<()> {
+    use diesel::upsert::excluded;
+    match conn {
+        DbConnection::Postgresql(c) => {
+            for chunk in rows.chunks(500) {
+                diesel::insert_into(bulk_rows::table)
+                    .values(chunk)
+                    .on_conflict((bulk_rows::job_id, bulk_rows::line_no))
+                    .do_update()
+                    .set((
+                        bulk_rows::status.eq(excluded(bulk_rows::status)),
+                        bulk_rows::reason.eq(excluded(bulk_rows::reason)),
+                        bulk_rows::invitation_id.eq(excluded(bulk_rows::invitation_id)),
+                    ))
+                    .execute(c)?;
+            }
+        }
+        DbConnection::Sqlite(_) => {
+            for row in rows {
+                diesel::update(bulk_rows::table.find((&row.job_id, row.line_no)))
+                    .set((
+                        bulk_rows::status.eq(row.status),
+                        bulk_rows::reason.eq(&row.reason),
+                        bulk_rows::invitation_id.eq(&row.invitation_id),
+                    ))
+                    .execute(conn)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn finish(conn: &mut DbConnection, job_id: &str, actor: &Actor) -> Result<Step, ServiceError> {
