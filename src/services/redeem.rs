@@ -28,8 +28,10 @@ pub struct LiveInvitation {
 pub enum LinkState {
     /// Usable.
     Valid(Box<LiveInvitation>),
-    /// A real link that can no longer be used (expired, used, revoked); the org may be named.
+    /// A real link that can no longer be used (expired, revoked, replaced); the org may be named.
     Dead { org_name: String },
+    /// A link whose invitation was accepted: the guest is back from the email, to get in.
+    Accepted { org_name: String, org_slug: String },
     /// A pending invitation the org's domain policy no longer allows.
     Refused { org_name: String },
     /// Not a link of ours.
@@ -60,6 +62,9 @@ pub fn inspect(conn: &mut DbConnection, token: &str) -> QueryResult<LinkState> {
     let Some((invitation, org, inviter, guest)) = found else {
         return Ok(LinkState::Unknown);
     };
+    if invitation.status == InvitationStatus::Accepted {
+        return Ok(LinkState::Accepted { org_name: org.name, org_slug: org.slug });
+    }
     if invitation.status != InvitationStatus::Pending || invitation.expires_at <= db::now() {
         return Ok(LinkState::Dead { org_name: org.name });
     }

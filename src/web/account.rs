@@ -334,6 +334,25 @@ struct SetupForm {
 pub struct DeadLinkPage {
     pub ctx: Ctx,
     pub org_name: Option<String>,
+    /// The organization's My Apps path when the invitation was accepted (the way back in).
+    pub my_apps: Option<String>,
+}
+
+impl DeadLinkPage {
+    /// An unknown link: nobody is named.
+    pub fn unknown(ctx: Ctx) -> Self {
+        DeadLinkPage { ctx, org_name: None, my_apps: None }
+    }
+
+    /// A real link that cannot be used any more: the organization is named.
+    pub fn dead(ctx: Ctx, org_name: String) -> Self {
+        DeadLinkPage { ctx, org_name: Some(org_name), my_apps: None }
+    }
+
+    /// A link whose invitation was accepted: say so, and offer My Apps.
+    pub fn accepted(ctx: Ctx, org_name: String, org_slug: &str) -> Self {
+        DeadLinkPage { ctx, org_name: Some(org_name), my_apps: Some(format!("/o/{org_slug}/apps")) }
+    }
 }
 
 async fn link_is_live(
@@ -354,7 +373,7 @@ struct TokenQuery {
 async fn setup_page(state: web::Data<AppState>, ctx: Ctx, q: web::Query<TokenQuery>) -> Result<HttpResponse, AppError> {
     let token = q.token.clone().unwrap_or_default();
     if link_is_live(&state, link_purpose::SETUP, token.clone()).await?.is_none() {
-        return render(StatusCode::NOT_FOUND, &DeadLinkPage { ctx, org_name: None });
+        return render(StatusCode::NOT_FOUND, &DeadLinkPage::unknown(ctx));
     }
     ok(&SetupPage { ctx, errors: Errors::default(), token, form: SetupForm::default() })
 }
@@ -369,7 +388,7 @@ async fn setup(
 ) -> Result<HttpResponse, AppError> {
     let form = form.into_inner();
     if link_is_live(&state, link_purpose::SETUP, form.token.clone()).await?.is_none() {
-        return render(StatusCode::NOT_FOUND, &DeadLinkPage { ctx, org_name: None });
+        return render(StatusCode::NOT_FOUND, &DeadLinkPage::unknown(ctx));
     }
     let input = NewOrg {
         name: form.name.clone(),
@@ -418,7 +437,7 @@ async fn setup(
             Ok(see_other(&format!("/o/{}/admin", org.slug)))
         }
         Err(ServiceError::Invalid(errors)) => show(ctx, errors, form),
-        Err(ServiceError::NotFound) => render(StatusCode::NOT_FOUND, &DeadLinkPage { ctx, org_name: None }),
+        Err(ServiceError::NotFound) => render(StatusCode::NOT_FOUND, &DeadLinkPage::unknown(ctx)),
         Err(e) => Err(e.into()),
     }
 }
@@ -447,7 +466,7 @@ async fn password_page(
 ) -> Result<HttpResponse, AppError> {
     let token = token.into_inner();
     let Some(link) = link_is_live(&state, link_purpose::SET_PASSWORD, token.clone()).await? else {
-        return render(StatusCode::NOT_FOUND, &DeadLinkPage { ctx, org_name: None });
+        return render(StatusCode::NOT_FOUND, &DeadLinkPage::unknown(ctx));
     };
     let uid = link.user_id.unwrap_or_default();
     let user = with_conn(&state, move |c| Ok(accounts::find_by_id(c, &uid)?)).await?.ok_or(AppError::NotFound)?;
@@ -465,7 +484,7 @@ async fn set_password(
 ) -> Result<HttpResponse, AppError> {
     let token = token.into_inner();
     let Some(link) = link_is_live(&state, link_purpose::SET_PASSWORD, token.clone()).await? else {
-        return render(StatusCode::NOT_FOUND, &DeadLinkPage { ctx, org_name: None });
+        return render(StatusCode::NOT_FOUND, &DeadLinkPage::unknown(ctx));
     };
     let uid = link.user_id.unwrap_or_default();
     let user = with_conn(&state, move |c| Ok(accounts::find_by_id(c, &uid)?)).await?.ok_or(AppError::NotFound)?;
@@ -491,7 +510,7 @@ async fn set_password(
     })
     .await?;
     if !done {
-        return render(StatusCode::NOT_FOUND, &DeadLinkPage { ctx, org_name: None });
+        return render(StatusCode::NOT_FOUND, &DeadLinkPage::unknown(ctx));
     }
     start_session(&req, &session, &user)?;
     Ok(see_other("/"))

@@ -123,14 +123,16 @@ impl FromRequest for LiveLink {
             let found = with_conn(&state, move |c| Ok(redeem::inspect(c, &t)?)).await?;
             let page = match found {
                 LinkState::Valid(live) => return Ok(LiveLink { token, live: *live }),
-                LinkState::Dead { org_name } => crate::web::render(
+                LinkState::Dead { org_name } => {
+                    crate::web::render(StatusCode::GONE, &crate::web::account::DeadLinkPage::dead(ctx, org_name))
+                }
+                LinkState::Accepted { org_name, org_slug } => crate::web::render(
                     StatusCode::GONE,
-                    &crate::web::account::DeadLinkPage { ctx, org_name: Some(org_name) },
+                    &crate::web::account::DeadLinkPage::accepted(ctx, org_name, &org_slug),
                 ),
-                LinkState::Unknown => crate::web::render(
-                    StatusCode::NOT_FOUND,
-                    &crate::web::account::DeadLinkPage { ctx, org_name: None },
-                ),
+                LinkState::Unknown => {
+                    crate::web::render(StatusCode::NOT_FOUND, &crate::web::account::DeadLinkPage::unknown(ctx))
+                }
                 LinkState::Refused { org_name } => crate::web::render(
                     StatusCode::FORBIDDEN,
                     &crate::web::guest::RefusedPage { ctx, org_name, reason: "policy.redeem_refused" },

@@ -471,7 +471,7 @@ async fn accept(
             Ok(see_other(&target))
         }
         Err(ServiceError::WrongState) => {
-            render(StatusCode::GONE, &DeadLinkPage { ctx, org_name: Some(live.org.name.clone()) })
+            render(StatusCode::GONE, &DeadLinkPage::dead(ctx, live.org.name.clone()))
         }
         Err(ServiceError::Forbidden) => render(
             StatusCode::FORBIDDEN,

@@ -116,10 +116,17 @@ async fn new_guest_redeems_from_the_email(app: TestApp) {
     let status: String = app.with_conn(|c| invitations::table.select(invitations::status).first(c).unwrap());
     assert_eq!(status, "accepted");
 
-    // The used link is dead, with the friendly page.
+    // The used link cannot be used again, but a guest back from the email is told they are in
+    // and given the way there, not "ask for a new invitation".
     let (status, body) = guest.get_text(&link).await;
     assert_eq!(status, StatusCode::GONE);
-    assert!(body.contains("Ask the person who invited you"));
+    assert!(body.contains("You have already accepted this invitation"), "{body}");
+    assert!(body.contains("You joined Acme Corp"));
+    assert!(body.contains(r#"href="/o/acme/apps""#));
+    assert!(!body.contains("Ask the person who invited you"));
+    let (status, body) = app.browser().get_text(&link).await;
+    assert_eq!(status, StatusCode::GONE);
+    assert!(body.contains("Open My Apps"), "a signed-out visitor gets the same way forward");
 
     // The audit trail holds the whole story.
     let actions: Vec<String> = app.with_conn(|c| {
@@ -264,6 +271,7 @@ async fn expired_link_is_gone(app: TestApp) {
     let (status, body) = guest.get_text(&link).await;
     assert_eq!(status, StatusCode::GONE);
     assert!(body.contains("This invitation to Acme Corp has expired"));
+    assert!(body.contains(r#"<a href="/signin">Sign in</a>"#), "every dead link offers a way forward");
     let res = guest
         .post(&format!("{link}/register"), &[("display_name", "Pat"), ("password", PASSWORD), ("confirm", PASSWORD)])
         .await;
@@ -301,7 +309,8 @@ async fn unknown_link_is_not_found(app: TestApp) {
     for path in ["/redeem/nonsense", "/redeem/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "/redeem/%00%ff"] {
         let (status, body) = b.get_text(path).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
-        assert!(body.contains("Ask the person who invited you"));
+        assert!(body.contains("copied the whole link"), "{path}");
+        assert!(body.contains(r#"<a href="/signin">Sign in</a>"#), "{path}: a way forward");
         assert!(!body.contains("Acme"));
     }
 }
