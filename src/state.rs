@@ -20,6 +20,8 @@ pub struct AppState {
     pub bulk_wake: Arc<Notify>,
     /// The OpenID Connect provider's keys and cached documents.
     pub oidc: crate::services::oidc::Provider,
+    /// Federation with guests' home identity providers: the HTTP client and the secrets' key.
+    pub idp: crate::services::idp::Federation,
 }
 
 impl AppState {

@@ -63,6 +63,8 @@ struct RedeemPage {
     display_name: String,
     errors: Errors,
     problem: Option<&'static str>,
+    /// "Continue with {provider}": the inviting org's identity providers for the invited domain.
+    idps: Vec<crate::services::idp::IdpChoice>,
 }
 
 use crate::web::account::DeadLinkPage;
@@ -109,15 +111,33 @@ fn page(ctx: Ctx, token: &str, live: &Live, session: &Session) -> RedeemPage {
         display_name: inv.display_name.clone(),
         errors: Errors::default(),
         problem: None,
+        idps: Vec::new(),
         ctx,
     }
 }
 
 /// The guest's landing page: who invites, to what, and the next step.
 #[route("/redeem/{token}", method = "GET", method = "HEAD")]
-async fn landing(ctx: Ctx, session: Session, link: LiveLink) -> Result<HttpResponse, AppError> {
+async fn landing(state: web::Data<AppState>, ctx: Ctx, session: Session, link: LiveLink) -> Result<HttpResponse, AppError> {
     let LiveLink { token, live } = link;
-    ok(&page(ctx, &token, &live, &session))
+    let mut p = page(ctx, &token, &live, &session);
+    p.idps = identity_providers(&state, &token, &live).await?;
+    ok(&p)
+}
+
+/// The organization's identity providers for the invited address (federation, design §10).
+async fn identity_providers(
+    state: &AppState,
+    token: &str,
+    live: &Live,
+) -> Result<Vec<crate::services::idp::IdpChoice>, AppError> {
+    let Ok(email) = crate::domain::Email::parse(&live.invitation.email) else { return Ok(Vec::new()) };
+    let (token, org_id) = (token.to_owned(), live.org.id.clone());
+    with_conn(state, move |c| {
+        let purpose = crate::services::idp::IdpPurpose::Redeem { token: &token };
+        Ok(crate::services::idp::choices_for(c, &email, Some(&org_id), purpose)?)
+    })
+    .await
 }
 
 #[derive(Deserialize)]

@@ -9,6 +9,7 @@ mod attacks;
 mod audit_account;
 mod bulk;
 mod bulk_kill;
+mod federation;
 mod groups_apps;
 mod instances;
 mod lifecycle;

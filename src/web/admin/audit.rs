@@ -73,6 +73,10 @@ fn action_key(name: &str) -> Option<&'static str> {
         action::OIDC_SECRET_ROTATED => "audit.action.oidc_secret_rotated",
         action::OIDC_ACCESS_DENIED => "audit.action.oidc_access_denied",
         action::OIDC_REPLAY => "audit.action.oidc_replay_detected",
+        action::IDP_ADDED => "audit.action.idp_added",
+        action::IDP_REMOVED => "audit.action.idp_removed",
+        action::IDP_BOUND => "audit.action.idp_bound",
+        action::IDP_REFUSED => "audit.action.idp_refused",
         _ => return None,
     })
 }
