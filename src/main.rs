@@ -274,7 +274,17 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
 fn idp(settings: &Settings, command: IdpCommand) -> anyhow::Result<()> {
     use vestibule::services::idp::{self, providers};
     match command {
-        IdpCommand::Add { org, name, issuer, client_id, client_secret_stdin: _, domains, kind, extra_scopes, trust_email } => {
+        IdpCommand::Add {
+            org,
+            name,
+            issuer,
+            client_id,
+            client_secret_stdin: _,
+            domains,
+            kind,
+            extra_scopes,
+            trust_email,
+        } => {
             let mut secret = String::new();
             std::io::stdin().read_to_string(&mut secret)?;
             let input = providers::ProviderInput {

@@ -149,7 +149,8 @@ impl Application {
         let workers = settings.workers;
         let oidc = crate::services::oidc::Provider::new(Duration::from_millis(settings.oidc_keys_reload_ms));
         let idp = crate::services::idp::Federation::new(&secret, &settings.base_url())?;
-        let state = web::Data::new(AppState { settings, pool: pool.clone(), csrf_key, mail_wake, bulk_wake, oidc, idp });
+        let state =
+            web::Data::new(AppState { settings, pool: pool.clone(), csrf_key, mail_wake, bulk_wake, oidc, idp });
         let store = DbSessionStore::new(pool.clone());
 
         let mut server = HttpServer::new(move || {

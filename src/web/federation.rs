@@ -36,7 +36,7 @@ struct ProblemPage {
 
 /// The page (and status) of a failure, in the visitor's language.
 fn problem_page(ctx: Ctx, failure: &Failure) -> Result<HttpResponse, AppError> {
-    let tr = ctx.tr.clone();
+    let tr = ctx.tr;
     let (status, title, paragraphs, action): (StatusCode, &str, Vec<String>, Option<(String, String)>) = match failure {
         Failure::ProviderGone => (StatusCode::GONE, "idp.problem_title", vec![tr.t("idp.provider_gone").into()], None),
         Failure::LinkDead => (StatusCode::GONE, "idp.problem_title", vec![tr.t("idp.link_dead").into()], None),
@@ -130,9 +130,7 @@ struct StartQuery {
 
 /// Remembers the request on this browser and sends it to the provider.
 fn to_provider(session: &Session, started: flow::Started) -> Result<HttpResponse, AppError> {
-    session
-        .insert(STATE_KEY, &started.state_hash)
-        .map_err(|e| AppError::Internal(anyhow::anyhow!("session: {e}")))?;
+    session.insert(STATE_KEY, &started.state_hash).map_err(|e| AppError::Internal(anyhow::anyhow!("session: {e}")))?;
     Ok(see_other(&started.redirect))
 }
 
@@ -208,7 +206,10 @@ mod tests {
 
     #[test]
     fn fill_is_one_pass() {
-        assert_eq!(fill("as {got}, for {invited}", &[("got", "{invited}"), ("invited", "y@b.test")]), "as {invited}, for y@b.test");
+        assert_eq!(
+            fill("as {got}, for {invited}", &[("got", "{invited}"), ("invited", "y@b.test")]),
+            "as {invited}, for y@b.test"
+        );
         assert_eq!(fill("{unknown} {", &[]), "{unknown} {");
     }
 }

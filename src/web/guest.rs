@@ -118,7 +118,12 @@ fn page(ctx: Ctx, token: &str, live: &Live, session: &Session) -> RedeemPage {
 
 /// The guest's landing page: who invites, to what, and the next step.
 #[route("/redeem/{token}", method = "GET", method = "HEAD")]
-async fn landing(state: web::Data<AppState>, ctx: Ctx, session: Session, link: LiveLink) -> Result<HttpResponse, AppError> {
+async fn landing(
+    state: web::Data<AppState>,
+    ctx: Ctx,
+    session: Session,
+    link: LiveLink,
+) -> Result<HttpResponse, AppError> {
     let LiveLink { token, live } = link;
     let mut p = page(ctx, &token, &live, &session);
     p.idps = identity_providers(&state, &token, &live).await?;

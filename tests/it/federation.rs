@@ -226,7 +226,10 @@ async fn unverified_email_is_refused(acme: TestApp) {
     let link = invite_by_email(&w.acme, &w.admin, GUEST).await;
     // Partner says `email_verified: false` for an account whose address it has not confirmed.
     w.partner.with_conn(|c| {
-        diesel::update(users::table.filter(users::email.eq(GUEST))).set(users::email_verified.eq(false)).execute(c).unwrap()
+        diesel::update(users::table.filter(users::email.eq(GUEST)))
+            .set(users::email_verified.eq(false))
+            .execute(c)
+            .unwrap()
     });
     let (at_acme, at_partner) = guest_browsers(&w, GUEST).await;
     let callback = through_partner(&w, &at_acme, &at_partner, &format!("{link}/oidc/{}", w.idp_id)).await;
@@ -237,7 +240,9 @@ async fn unverified_email_is_refused(acme: TestApp) {
     assert_eq!(membership_state(&w.acme, GUEST), "PendingAcceptance");
 
     // When the admin trusts the provider's addresses, the same answer is taken.
-    w.acme.with_conn(|c| diesel::update(idp_providers::table).set(idp_providers::trust_email.eq(true)).execute(c).unwrap());
+    w.acme.with_conn(|c| {
+        diesel::update(idp_providers::table).set(idp_providers::trust_email.eq(true)).execute(c).unwrap()
+    });
     redeem_through_partner(&w, &at_acme, &at_partner, &link).await;
     assert_eq!(bindings(&w.acme).len(), 1);
 }
@@ -382,7 +387,8 @@ async fn admin_page_adds_with_discovery_and_removes(acme: TestApp) {
     assert!(body.contains("Partner") && body.contains("partner.test"));
     assert!(body.contains("Microsoft Entra ID") && body.contains("Google"));
     // The secret is stored sealed, never as typed, and never shown.
-    let sealed: String = w.acme.with_conn(|c| idp_providers::table.select(idp_providers::client_secret).first(c).unwrap());
+    let sealed: String =
+        w.acme.with_conn(|c| idp_providers::table.select(idp_providers::client_secret).first(c).unwrap());
     assert!(sealed.starts_with("v1:"));
     assert!(!body.contains(&sealed));
 
@@ -468,17 +474,34 @@ async fn cli_adds_lists_and_removes(acme: TestApp) {
                     .unwrap();
                 child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
                 let out = child.wait_with_output().unwrap();
-                (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+                (
+                    out.status.success(),
+                    String::from_utf8_lossy(&out.stdout).into_owned(),
+                    String::from_utf8_lossy(&out.stderr).into_owned(),
+                )
             })
             .await
             .unwrap()
         }
     };
     let add = |issuer: String, secret_flag: bool| {
-        let mut args: Vec<String> = ["idp", "add", "--org", "acme", "--name", "Partner CLI", "--issuer", &issuer, "--client-id", &created.client_id, "--domains", "partner.test,partner.fr"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let mut args: Vec<String> = [
+            "idp",
+            "add",
+            "--org",
+            "acme",
+            "--name",
+            "Partner CLI",
+            "--issuer",
+            &issuer,
+            "--client-id",
+            &created.client_id,
+            "--domains",
+            "partner.test,partner.fr",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         if secret_flag {
             args.push("--client-secret-stdin".into());
         }
@@ -495,10 +518,15 @@ async fn cli_adds_lists_and_removes(acme: TestApp) {
 
     let (ok, out, _) = run(vec!["idp".into(), "list".into(), "--org".into(), "acme".into()], "").await;
     assert!(ok);
-    assert!(out.lines().any(|l| l.starts_with("Partner CLI\tgeneric\t") && l.contains("domains=partner.fr,partner.test")), "{out}");
+    assert!(
+        out.lines().any(|l| l.starts_with("Partner CLI\tgeneric\t") && l.contains("domains=partner.fr,partner.test")),
+        "{out}"
+    );
     assert!(!out.contains(created.client_id.as_str()) || out.contains("client_id="), "{out}");
 
-    let remove = |name: &str| vec!["idp".into(), "remove".into(), "--org".into(), "acme".into(), "--name".into(), name.to_owned()];
+    let remove = |name: &str| {
+        vec!["idp".into(), "remove".into(), "--org".into(), "acme".into(), "--name".into(), name.to_owned()]
+    };
     let (ok, _, _) = run(remove("Partner CLI"), "").await;
     assert!(ok);
     let (ok, _, err) = run(remove("Partner CLI"), "").await;

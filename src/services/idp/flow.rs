@@ -124,7 +124,12 @@ pub async fn start(
                 if live.org.id != provider.org_id || !providers::serves(c, &provider.id, invited.domain())? {
                     return Err(Failure::ProviderGone);
                 }
-                Ok((provider, Some(live.invitation.id.clone()), format!("/redeem/{token}/consent"), Some(invited.as_str().to_owned())))
+                Ok((
+                    provider,
+                    Some(live.invitation.id.clone()),
+                    format!("/redeem/{token}/consent"),
+                    Some(invited.as_str().to_owned()),
+                ))
             }
         }
     })
@@ -214,8 +219,9 @@ pub async fn finish(
         return Err(refuse(pool, actor, None, "state unknown, already used or expired").await);
     };
     let id = request.idp_id.clone();
-    let provider =
-        db::with_conn(pool, move |c| providers::find(c, &id).map_err(Failure::from)).await?.ok_or(Failure::ProviderGone)?;
+    let provider = db::with_conn(pool, move |c| providers::find(c, &id).map_err(Failure::from))
+        .await?
+        .ok_or(Failure::ProviderGone)?;
     if answer.error.is_some() {
         return Err(Failure::Cancelled { provider: provider.name });
     }
@@ -225,7 +231,13 @@ pub async fn finish(
     let identity = match upstream::exchange(fed, &provider, code, &request.pkce_verifier, &request.nonce).await {
         Ok(identity) => identity,
         Err(Problem::TokenRejected) => {
-            let failure = refuse(pool, actor, Some(provider.org_id.clone()), "ID token rejected (signature, iss, aud, exp or nonce)").await;
+            let failure = refuse(
+                pool,
+                actor,
+                Some(provider.org_id.clone()),
+                "ID token rejected (signature, iss, aud, exp or nonce)",
+            )
+            .await;
             return Err(match failure {
                 Failure::StateRejected => Failure::Upstream(Problem::TokenRejected),
                 other => other,
@@ -235,8 +247,10 @@ pub async fn finish(
     };
     let target = fed.key.open(&request.target).ok_or(Failure::StateRejected)?;
     let actor = actor.clone();
-    db::with_conn(pool, move |c| db::write_tx(c, |c| settle(c, &provider.id, &request, &identity, &target, signed_in.as_deref(), &actor)))
-        .await
+    db::with_conn(pool, move |c| {
+        db::write_tx(c, |c| settle(c, &provider.id, &request, &identity, &target, signed_in.as_deref(), &actor))
+    })
+    .await
 }
 
 /// Deletes and returns the request of `state_hash`, if it is there and not expired: of two
@@ -293,7 +307,14 @@ fn settle(
     }
     let mut actor = actor.clone();
     actor.user_id = Some(user.id.clone());
-    audit::record(conn, &actor, None, action::SIGNIN_SUCCEEDED, Some(&user.id), Some(&format!("idp: {}", provider.name)))?;
+    audit::record(
+        conn,
+        &actor,
+        None,
+        action::SIGNIN_SUCCEEDED,
+        Some(&user.id),
+        Some(&format!("idp: {}", provider.name)),
+    )?;
     let user = accounts::find_by_id(conn, &user.id)?.ok_or(Failure::ProviderGone)?;
     Ok(Finished { user, target: target.to_owned() })
 }
@@ -366,7 +387,12 @@ fn redemption_account(
 /// person is signed in as that account on this browser, or when the account has nothing anyone
 /// could take over: no password, no binding, no accepted membership outside the provider's
 /// organization (whose admin configured the provider).
-fn may_bind(conn: &mut DbConnection, user: &User, provider: &IdpProvider, signed_in: Option<&str>) -> Result<bool, Failure> {
+fn may_bind(
+    conn: &mut DbConnection,
+    user: &User,
+    provider: &IdpProvider,
+    signed_in: Option<&str>,
+) -> Result<bool, Failure> {
     if signed_in == Some(user.id.as_str()) {
         return Ok(true);
     }
@@ -386,7 +412,13 @@ fn may_bind(conn: &mut DbConnection, user: &User, provider: &IdpProvider, signed
 
 /// Binds the account to (issuer, subject) and takes the address as verified; a first-time guest
 /// takes the provider's name for the account.
-fn bind(conn: &mut DbConnection, provider: &IdpProvider, identity: &Identity, user: &User, actor: &Actor) -> Result<(), Failure> {
+fn bind(
+    conn: &mut DbConnection,
+    provider: &IdpProvider,
+    identity: &Identity,
+    user: &User,
+    actor: &Actor,
+) -> Result<(), Failure> {
     diesel::insert_into(idp_bindings::table)
         .values(&IdpBinding {
             issuer: identity.issuer.clone(),
@@ -397,9 +429,11 @@ fn bind(conn: &mut DbConnection, provider: &IdpProvider, identity: &Identity, us
         })
         .execute(conn)?;
     diesel::update(users::table.find(&user.id)).set(users::email_verified.eq(true)).execute(conn)?;
-    let name = identity.name.as_deref().map(str::trim).filter(|n| {
-        !n.is_empty() && n.chars().count() <= 200 && !crate::domain::has_any_control_chars(n)
-    });
+    let name = identity
+        .name
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty() && n.chars().count() <= 200 && !crate::domain::has_any_control_chars(n));
     if let (None, Some(name)) = (&user.password_hash, name) {
         diesel::update(users::table.find(&user.id))
             .set((users::display_name.eq(name), users::name_search.eq(accounts::name_search(name))))

@@ -140,8 +140,7 @@ pub fn validate(input: &ProviderInput) -> Result<ValidProvider, FieldErrors> {
         errors.add("client_id", "idp.client_id_invalid");
     }
     let client_secret = input.client_secret.trim_end_matches(['\r', '\n']).to_owned();
-    if client_secret.is_empty() || client_secret.len() > MAX_SECRET_BYTES || client_secret.contains(char::is_control)
-    {
+    if client_secret.is_empty() || client_secret.len() > MAX_SECRET_BYTES || client_secret.contains(char::is_control) {
         errors.add("client_secret", "idp.secret_invalid");
     }
     let scopes: Vec<&str> =
@@ -337,7 +336,12 @@ fn cli_errors(errors: &FieldErrors) -> anyhow::Error {
 }
 
 /// `vestibule idp add`: the same checks and discovery as the console page.
-pub async fn add_for_cli(pool: &Pool, fed: &Federation, slug: &str, input: &ProviderInput) -> anyhow::Result<IdpProvider> {
+pub async fn add_for_cli(
+    pool: &Pool,
+    fed: &Federation,
+    slug: &str,
+    input: &ProviderInput,
+) -> anyhow::Result<IdpProvider> {
     let slug = slug.to_owned();
     let org = db::with_conn(pool, move |c| org_for_cli(c, &slug)).await?;
     add(pool, fed, &org, input, &Actor::default()).await.map_err(|e| match e {

@@ -27,7 +27,10 @@ const ENTRA_TENANT_PLACEHOLDER: &str = "{tenantid}";
 pub struct HttpError(String);
 
 /// The `openidconnect` crate's HTTP, through our client.
-async fn send(client: reqwest::Client, req: openidconnect::HttpRequest) -> Result<openidconnect::HttpResponse, HttpError> {
+async fn send(
+    client: reqwest::Client,
+    req: openidconnect::HttpRequest,
+) -> Result<openidconnect::HttpResponse, HttpError> {
     let mut res = client
         .request(req.method().clone(), req.uri().to_string())
         .headers(req.headers().clone())
@@ -277,10 +280,16 @@ mod tests {
         let tid = "9188040d-6c67-4c5b-b112-36a304b66dad";
         let iss = format!("https://login.microsoftonline.com/{tid}/v2.0");
         assert_eq!(verify_entra_issuer(t, &iss, Some(tid)), Ok(()));
-        assert_eq!(verify_entra_issuer(t, &iss, Some("72f988bf-86f1-41af-91ab-2d7cd011db47")), Err(Problem::TokenRejected));
+        assert_eq!(
+            verify_entra_issuer(t, &iss, Some("72f988bf-86f1-41af-91ab-2d7cd011db47")),
+            Err(Problem::TokenRejected)
+        );
         assert_eq!(verify_entra_issuer(t, &iss, None), Err(Problem::TokenRejected));
         assert_eq!(verify_entra_issuer(t, "https://evil.example/x/v2.0", Some("x")), Err(Problem::TokenRejected));
-        assert_eq!(verify_entra_issuer(t, "https://login.microsoftonline.com/a/b/v2.0", Some("a/b")), Err(Problem::TokenRejected));
+        assert_eq!(
+            verify_entra_issuer(t, "https://login.microsoftonline.com/a/b/v2.0", Some("a/b")),
+            Err(Problem::TokenRejected)
+        );
     }
 
     #[test]
