@@ -148,7 +148,8 @@ impl Application {
         let session_cookie = settings.cookie_name("vestibule_session");
         let workers = settings.workers;
         let oidc = crate::services::oidc::Provider::new(Duration::from_millis(settings.oidc_keys_reload_ms));
-        let idp = crate::services::idp::Federation::new(&secret, &settings.base_url())?;
+        let mut idp = crate::services::idp::Federation::new(&secret, &settings.base_url())?;
+        idp.throttle = settings.throttle_enabled;
         let state =
             web::Data::new(AppState { settings, pool: pool.clone(), csrf_key, mail_wake, bulk_wake, oidc, idp });
         let store = DbSessionStore::new(pool.clone());

@@ -14,7 +14,7 @@ use crate::services::idp::upstream::Problem;
 use crate::state::AppState;
 use crate::web::account::start_session;
 use crate::web::pages::language_cookie;
-use crate::web::{Ctx, actor, render, safe_next, see_other};
+use crate::web::{Ctx, actor, client_ip, render, safe_next, see_other};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(start_signin).service(start_redeem).service(callback);
@@ -93,6 +93,7 @@ fn problem_page(ctx: Ctx, failure: &Failure) -> Result<HttpResponse, AppError> {
         Failure::AccountTaken { provider } => {
             (StatusCode::CONFLICT, "idp.problem_title", vec![tr.f1("idp.account_taken", "provider", provider)], None)
         }
+        Failure::Throttled(wait) => return Err(AppError::TooManyRequests(*wait)),
         Failure::Internal(_) => return Err(AppError::Internal(anyhow::anyhow!("federation: {failure:?}"))),
     };
     render(status, &ProblemPage { title: tr.t(title).into(), paragraphs, action, ctx })
@@ -137,6 +138,7 @@ fn to_provider(session: &Session, started: flow::Started) -> Result<HttpResponse
 /// `/auth/oidc/start?idp=…&hint=…&next=…`: sign in through a provider (from `/signin`).
 #[get("/auth/oidc/start")]
 async fn start_signin(
+    req: HttpRequest,
     state: web::Data<AppState>,
     ctx: Ctx,
     session: Session,
@@ -145,7 +147,8 @@ async fn start_signin(
     let q = q.into_inner();
     let purpose = Purpose::SignIn { next: safe_next(q.next.as_deref()) };
     let hint = q.hint.map(|h| crate::domain::clip(&h, 320).to_owned());
-    match flow::start(&state.pool, &state.idp, &q.idp, purpose, hint, q.again.is_some()).await {
+    let ip = client_ip(&req);
+    match flow::start(&state.pool, &state.idp, &q.idp, purpose, hint, q.again.is_some(), ip.as_deref()).await {
         Ok(started) => to_provider(&session, started),
         Err(failure) => problem_page(ctx, &failure),
     }
@@ -160,6 +163,7 @@ struct AgainQuery {
 /// the invited address. Under `/redeem/` so that the access log redacts the token.
 #[get("/redeem/{token}/oidc/{idp}")]
 async fn start_redeem(
+    req: HttpRequest,
     state: web::Data<AppState>,
     ctx: Ctx,
     session: Session,
@@ -168,7 +172,8 @@ async fn start_redeem(
 ) -> Result<HttpResponse, AppError> {
     let (token, idp) = path.into_inner();
     let purpose = Purpose::Redeem { token: crate::domain::clip(&token, 128).to_owned() };
-    match flow::start(&state.pool, &state.idp, &idp, purpose, None, q.again.is_some()).await {
+    let ip = client_ip(&req);
+    match flow::start(&state.pool, &state.idp, &idp, purpose, None, q.again.is_some(), ip.as_deref()).await {
         Ok(started) => to_provider(&session, started),
         Err(failure) => problem_page(ctx, &failure),
     }

@@ -269,6 +269,19 @@ async fn replayed_or_foreign_state_is_refused_and_audited(acme: TestApp) {
     let refused = actions(&w.acme).into_iter().filter(|(a, _)| a == "idp.refused").count();
     assert_eq!(refused, 3, "{:?}", actions(&w.acme));
     assert_eq!(bindings(&w.acme).len(), 1);
+
+    // An ID token whose nonce is not the request's: the crate's verification refuses it, audited.
+    let other = w.acme.browser();
+    let callback = through_partner(&w, &other, &at_partner, &format!("{link}/oidc/{}", w.idp_id)).await;
+    w.acme.with_conn(|c| diesel::update(idp_requests::table).set(idp_requests::nonce.eq("forged")).execute(c).unwrap());
+    let res = other.get(&callback).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert!(res.text().await.unwrap().contains("failed the security checks"));
+    assert_eq!(other.get("/account").await.status(), StatusCode::SEE_OTHER, "not signed in");
+    let refused: Vec<Option<String>> =
+        actions(&w.acme).into_iter().filter(|(a, _)| a == "idp.refused").map(|(_, d)| d).collect();
+    assert_eq!(refused.len(), 4);
+    assert!(refused.iter().any(|d| d.as_deref().is_some_and(|d| d.contains("nonce"))));
 }
 
 async fn a_provider_that_does_not_answer_gives_a_plain_page_in_time(acme: TestApp) {

@@ -24,7 +24,7 @@ use crate::domain::token::hash_token;
 use crate::domain::{Email, InvitationStatus, MembershipState};
 use crate::services::audit::{self, action};
 use crate::services::redeem::{self, LinkState};
-use crate::services::{Actor, ServiceError, accounts};
+use crate::services::{Actor, ServiceError, accounts, rate};
 
 /// How long a request waits for the provider's answer.
 pub const REQUEST_TTL: time::Duration = time::Duration::minutes(10);
@@ -68,6 +68,8 @@ pub enum Failure {
     NeedsPassword { provider: String, email: String, retry: String },
     /// This identity at the provider is bound to another account.
     AccountTaken { provider: String },
+    /// Too many starts from this client address: retry after that many seconds.
+    Throttled(u64),
     /// Something broke (the database).
     Internal(ServiceError),
 }
@@ -99,8 +101,8 @@ pub struct Started {
     pub state_hash: String,
 }
 
-/// Starts a sign-in through the provider `idp_id`. `again` asks the provider to let the person
-/// choose another account.
+/// Starts a sign-in through the provider `idp_id` for the client at `client_ip`. `again` asks
+/// the provider to let the person choose another account.
 pub async fn start(
     pool: &Pool,
     fed: &Federation,
@@ -108,10 +110,17 @@ pub async fn start(
     purpose: Purpose,
     hint: Option<String>,
     again: bool,
+    client_ip: Option<&str>,
 ) -> Result<Started, Failure> {
     let id = crate::domain::clip(idp_id, 64).to_owned();
     let for_purpose = purpose.clone();
+    let throttle_key = client_ip.filter(|_| fed.throttle).map(str::to_owned);
     let (provider, invitation_id, target, hint) = db::with_conn(pool, move |c| {
+        if let Some(ip) = throttle_key
+            && let Some(wait) = rate::take_idp_start(c, &ip)?
+        {
+            return Err(Failure::Throttled(wait));
+        }
         let provider = providers::find(c, &id)?.ok_or(Failure::ProviderGone)?;
         match for_purpose {
             Purpose::SignIn { next } => {
@@ -170,6 +179,8 @@ pub struct Answer {
     pub state: Option<String>,
     pub code: Option<String>,
     pub error: Option<String>,
+    /// RFC 9207: the issuer of the answer, when the provider says it.
+    pub iss: Option<String>,
 }
 
 /// A finished sign-in: whom to sign in and where to go.
@@ -178,10 +189,17 @@ pub struct Finished {
     pub target: String,
 }
 
-/// Records a refused answer (bad state, a token that fails verification).
-async fn refuse(pool: &Pool, actor: &Actor, org_id: Option<String>, reason: &str) -> Failure {
-    let (actor, reason) = (actor.clone(), reason.to_owned());
+/// Records a refused answer (bad state, a token that fails verification); past a number per
+/// client address and window, refusals are no longer recorded (a flood must not fill the log).
+async fn refuse(pool: &Pool, fed: &Federation, actor: &Actor, org_id: Option<String>, reason: &str) -> Failure {
+    let (actor, reason, throttle) = (actor.clone(), reason.to_owned(), fed.throttle);
     let recorded = db::with_conn(pool, move |c| {
+        if throttle
+            && let Some(ip) = &actor.ip
+            && rate::take_idp_refusal(c, ip)?.is_some()
+        {
+            return Ok(());
+        }
         audit::record(c, &actor, org_id.as_deref(), action::IDP_REFUSED, None, Some(&reason))
             .map_err(ServiceError::from)
     })
@@ -205,23 +223,35 @@ pub async fn finish(
     actor: &Actor,
 ) -> Result<Finished, Failure> {
     let Some(state) = answer.state.as_deref().filter(|s| !s.is_empty() && s.len() <= MAX_PARAM_BYTES) else {
-        return Err(refuse(pool, actor, None, "state missing").await);
+        return Err(refuse(pool, fed, actor, None, "state missing").await);
     };
     let state_hash = hash_token(state);
     if browser_state.as_deref() != Some(state_hash.as_str()) {
-        return Err(refuse(pool, actor, None, "state not started by this browser (mismatch or replay)").await);
+        return Err(refuse(pool, fed, actor, None, "state not started by this browser (mismatch or replay)").await);
     }
     let taken = {
         let h = state_hash.clone();
         db::with_conn(pool, move |c| take_request(c, &h)).await?
     };
     let Some(request) = taken else {
-        return Err(refuse(pool, actor, None, "state unknown, already used or expired").await);
+        return Err(refuse(pool, fed, actor, None, "state unknown, already used or expired").await);
     };
     let id = request.idp_id.clone();
     let provider = db::with_conn(pool, move |c| providers::find(c, &id).map_err(Failure::from))
         .await?
         .ok_or(Failure::ProviderGone)?;
+    // RFC 9207 (mix-up): an answer that names another issuer than the request's provider. Entra
+    // names the tenant's issuer here, which the ID token check covers.
+    if let Some(iss) = &answer.iss
+        && providers::Kind::parse(&provider.kind) != providers::Kind::Entra
+        && iss.trim_end_matches('/') != provider.issuer
+    {
+        let failure = refuse(pool, fed, actor, Some(provider.org_id.clone()), "answer from another issuer (iss)").await;
+        return Err(match failure {
+            Failure::StateRejected => Failure::Upstream(Problem::TokenRejected),
+            other => other,
+        });
+    }
     if answer.error.is_some() {
         return Err(Failure::Cancelled { provider: provider.name });
     }
@@ -233,6 +263,7 @@ pub async fn finish(
         Err(Problem::TokenRejected) => {
             let failure = refuse(
                 pool,
+                fed,
                 actor,
                 Some(provider.org_id.clone()),
                 "ID token rejected (signature, iss, aud, exp or nonce)",

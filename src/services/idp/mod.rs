@@ -110,6 +110,9 @@ pub struct Federation {
     pub key: secret::SecretKey,
     /// `{VESTIBULE_PUBLIC_URL}/auth/oidc/callback`.
     pub callback_url: String,
+    /// Count starts and audited refusals per client address (`services::rate`); on unless the
+    /// installation turned throttling off.
+    pub throttle: bool,
 }
 
 /// How long a connection to a provider may take to open.
@@ -137,6 +140,7 @@ impl Federation {
             http,
             key: secret::SecretKey::derive(installation_secret),
             callback_url: callback_url(public_base),
+            throttle: true,
         })
     }
 }
