@@ -9,7 +9,7 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use diesel::prelude::*;
 use vestibule::config::Settings;
-use vestibule::db::models::{BulkJob, Membership};
+use vestibule::db::models::{BulkJob, BulkRow, Membership};
 use vestibule::db::schema::memberships;
 use vestibule::domain::{Email, Role, RowStatus};
 use vestibule::i18n::Lang;
@@ -60,7 +60,7 @@ pub fn invite(
     let valid = rows.len() - problems.len();
     println!("{} rows: {valid} to invite, {} with a problem", rows.len(), problems.len());
     for r in problems.iter().take(50) {
-        println!("  line {}: {} — {}", r.line_no, r.email, r.reason.as_deref().map(|k| tr.t(k)).unwrap_or(""));
+        println!("  {}", problem_line(&tr, r));
     }
     if problems.len() > 50 {
         println!("  … and {} more (see the results file in the admin console)", problems.len() - 50);
@@ -96,6 +96,28 @@ pub fn invite(
     }
     println!("The invitation emails are in the outbox: the server (vestibule serve) sends them.");
     Ok(())
+}
+
+/// One problem row, said about what is wrong: the address, the redirect URL (a refused
+/// redirect is not a wrong address), or another cell of the row.
+fn problem_line(tr: &vestibule::i18n::Tr, r: &BulkRow) -> String {
+    let key = r.reason.as_deref().unwrap_or("");
+    let reason = tr.t(key);
+    let other_cell = [
+        "bulk.reason_send_email",
+        "bulk.reason_language",
+        "bulk.reason_group",
+        "name.invalid",
+        "invite.message_too_long",
+        "invite.message_invalid",
+    ];
+    if key.starts_with("redirect.") {
+        format!("line {}: redirect URL {:?} refused: {reason} (row of {})", r.line_no, r.redirect_url, r.email)
+    } else if other_cell.contains(&key) {
+        format!("line {}: {reason} (row of {})", r.line_no, r.email)
+    } else {
+        format!("line {}: {} — {reason}", r.line_no, r.email)
+    }
 }
 
 fn print_bar(done: i64, of: i64) {

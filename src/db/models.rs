@@ -29,6 +29,8 @@ pub struct Organization {
     pub invites_per_hour: i64,
     /// Guest access ends this many days after redemption (None: no end).
     pub guest_access_days: Option<i64>,
+    /// Guests may sign in with a one-time code sent by email (design §10; on by default).
+    pub email_codes: bool,
 }
 
 impl Organization {
@@ -390,6 +392,33 @@ pub struct OidcToken {
     pub used_at: Option<PrimitiveDateTime>,
     pub revoked_at: Option<PrimitiveDateTime>,
     pub created_at: PrimitiveDateTime,
+}
+
+/// A one-time sign-in code sent to an address (only its hash is kept).
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = signin_codes)]
+pub struct SigninCode {
+    /// Canonical address the code was sent to.
+    pub email: String,
+    /// SHA-256 of `email:code`.
+    pub code_hash: String,
+    pub expires_at: PrimitiveDateTime,
+    /// Guesses made so far (at most five are ever compared).
+    pub attempts: i64,
+    pub created_at: PrimitiveDateTime,
+}
+
+/// What a JSON API client sent with an invitation beyond the invitation row, answered back as
+/// given by `GET /api/v1.0/invitations/{id}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = invitation_api_details)]
+pub struct InvitationApiDetails {
+    pub invitation_id: String,
+    pub display_name: Option<String>,
+    pub message_language: Option<String>,
+    pub cc_address: Option<String>,
+    pub cc_name: Option<String>,
+    pub sponsor_id: Option<String>,
 }
 
 /// An identity provider of an organization (federation, design §10). `client_secret` is sealed

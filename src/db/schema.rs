@@ -16,6 +16,7 @@ diesel::table! {
         domain_list -> Text,
         invites_per_hour -> BigInt,
         guest_access_days -> Nullable<BigInt>,
+        email_codes -> Bool,
     }
 }
 
@@ -360,6 +361,27 @@ diesel::table! {
 
 diesel::joinable!(oidc_clients -> apps (app_id));
 diesel::allow_tables_to_appear_in_same_query!(oidc_clients, apps);
+
+diesel::table! {
+    signin_codes (email) {
+        email -> Text,
+        code_hash -> Text,
+        expires_at -> Timestamp,
+        attempts -> BigInt,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    invitation_api_details (invitation_id) {
+        invitation_id -> Text,
+        display_name -> Nullable<Text>,
+        message_language -> Nullable<Text>,
+        cc_address -> Nullable<Text>,
+        cc_name -> Nullable<Text>,
+        sponsor_id -> Nullable<Text>,
+    }
+}
 
 diesel::table! {
     idp_providers (id) {

@@ -89,10 +89,10 @@ pub fn looks_like_token(s: &str) -> bool {
     s.len() == 43 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// A six-digit one-time code.
-pub fn six_digit_code() -> String {
+/// An eight-digit one-time code (sign-in and redemption codes sent by email).
+pub fn eight_digit_code() -> String {
     use rand::RngExt;
-    format!("{:06}", rand::rng().random_range(0..1_000_000u32))
+    format!("{:08}", rand::rng().random_range(0..100_000_000u32))
 }
 
 #[cfg(test)]
@@ -114,9 +114,9 @@ mod tests {
     }
 
     #[test]
-    fn codes_are_six_digits() {
-        let c = six_digit_code();
-        assert_eq!(c.len(), 6);
+    fn codes_are_eight_digits() {
+        let c = eight_digit_code();
+        assert_eq!(c.len(), 8);
         assert!(c.bytes().all(|b| b.is_ascii_digit()));
     }
 }

@@ -60,6 +60,94 @@ pub fn password_changed(
     })
 }
 
+/// Outbox kind of sign-in codes.
+pub const KIND_SIGNIN_CODE: &str = "signin_code";
+/// Outbox kind of password-reset links (and of "sign in at your provider" answers).
+pub const KIND_PASSWORD_RESET: &str = "password_reset";
+
+#[derive(Template)]
+#[template(path = "emails/signin_code.txt")]
+struct SigninCodeText<'a> {
+    tr: Tr,
+    name: &'a str,
+    code: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "emails/signin_code.html")]
+struct SigninCodeHtml<'a> {
+    inner: &'a SigninCodeText<'a>,
+}
+
+/// The one-time code that signs `user` in (the code leads the subject, for phones).
+pub fn signin_code(user: &User, code: &str, lang: Lang) -> anyhow::Result<NewMail> {
+    let tr = lang.tr();
+    let text = SigninCodeText { tr, name: &user.display_name, code };
+    let html = SigninCodeHtml { inner: &text }.render()?;
+    Ok(NewMail {
+        kind: KIND_SIGNIN_CODE,
+        org_id: None,
+        invitation_id: None,
+        recipient: user.email.clone(),
+        from_name: "Vestibule".to_owned(),
+        reply_to: None,
+        subject: tr.f1("email.signin_code.subject", "code", code),
+        text: text.render()?,
+        html,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "emails/password_reset.txt")]
+struct PasswordResetText<'a> {
+    tr: Tr,
+    name: &'a str,
+    email: &'a str,
+    url: &'a str,
+    provider: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "emails/password_reset.html")]
+struct PasswordResetHtml<'a> {
+    inner: &'a PasswordResetText<'a>,
+}
+
+fn reset_mail(text: &PasswordResetText, subject_key: &str, lang: Lang, recipient: &str) -> anyhow::Result<NewMail> {
+    let html = PasswordResetHtml { inner: text }.render()?;
+    Ok(NewMail {
+        kind: KIND_PASSWORD_RESET,
+        org_id: None,
+        invitation_id: None,
+        recipient: recipient.to_owned(),
+        from_name: "Vestibule".to_owned(),
+        reply_to: None,
+        subject: lang.tr().t(subject_key).to_owned(),
+        text: text.render()?,
+        html,
+    })
+}
+
+/// The single-use link to choose a new password (`url`, valid 30 minutes).
+pub fn password_reset(user: &User, url: &str, lang: Lang) -> anyhow::Result<NewMail> {
+    let text = PasswordResetText { tr: lang.tr(), name: &user.display_name, email: &user.email, url, provider: None };
+    reset_mail(&text, "email.password_reset.subject", lang, &user.email)
+}
+
+/// The answer to a reset request for an account that signs in through `provider`: no link,
+/// where to sign in instead.
+pub fn reset_at_provider(user: &User, provider: &str, public_url: &Url, lang: Lang) -> anyhow::Result<NewMail> {
+    let url = public_url.join("/signin")?.to_string();
+    let text = PasswordResetText {
+        tr: lang.tr(),
+        name: &user.display_name,
+        email: &user.email,
+        url: &url,
+        provider: Some(provider),
+    };
+    reset_mail(&text, "email.password_reset.subject_provider", lang, &user.email)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,5 +178,21 @@ mod tests {
             assert!(body.contains("https://portal.example.com/account"), "{body}");
         }
         assert!(mail.text.contains("Ada <b>") && mail.html.contains("Ada &#60;b&#62;"), "{}", mail.html);
+    }
+
+    #[test]
+    fn sign_in_codes_and_reset_links_in_both_languages() {
+        let mail = signin_code(&user(), "01234567", Lang::Fr).unwrap();
+        assert_eq!(mail.subject, "01234567 est votre code de connexion Vestibule");
+        assert!(mail.text.contains("01234567") && mail.html.contains("01234567"));
+        assert!(mail.text.contains("10 minutes") && mail.html.contains("Ada &#60;b&#62;"));
+        let url = "https://portal.example.com/signin/reset/abc";
+        let mail = password_reset(&user(), url, Lang::En).unwrap();
+        assert_eq!(mail.subject, "Choose a new Vestibule password");
+        assert!(mail.text.contains(url) && mail.html.contains(url) && mail.text.contains("30 minutes"));
+        let base = Url::parse("https://portal.example.com").unwrap();
+        let mail = reset_at_provider(&user(), "Contoso", &base, Lang::Fr).unwrap();
+        assert!(mail.text.contains("Contoso") && mail.text.contains("https://portal.example.com/signin"));
+        assert!(!mail.text.contains("/signin/reset/"), "no link to reset a password it does not have");
     }
 }

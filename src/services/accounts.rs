@@ -105,3 +105,48 @@ pub fn set_password(conn: &mut DbConnection, user_id: &str, password_hash: &str)
         .execute(conn)?;
     Ok(())
 }
+
+/// True when the person has an account of their own: a password, or an address proven by a
+/// code or at redemption. An invited address nobody has claimed yet has neither.
+pub fn is_registered(user: &User) -> bool {
+    user.password_hash.is_some() || user.email_verified
+}
+
+/// True when the account may sign in with a code sent by email: at least one organization it
+/// belongs to (membership neither removed nor blocked, pending or accepted) allows codes.
+pub fn may_use_codes(conn: &mut DbConnection, user_id: &str) -> QueryResult<bool> {
+    use crate::db::schema::{memberships, organizations};
+    let n: i64 = memberships::table
+        .inner_join(organizations::table)
+        .filter(memberships::user_id.eq(user_id))
+        .filter(memberships::removed_at.is_null())
+        .filter(memberships::blocked.eq(false))
+        .filter(organizations::email_codes.eq(true))
+        .count()
+        .get_result(conn)?;
+    Ok(n > 0)
+}
+
+/// Creates a passwordless account on an invited address (a guest who proved the mailbox with
+/// a code). Returns false when the account was claimed meanwhile.
+pub fn claim_passwordless(
+    conn: &mut DbConnection,
+    user_id: &str,
+    display_name: &str,
+    language: Option<&str>,
+) -> QueryResult<bool> {
+    let n = diesel::update(
+        users::table
+            .filter(users::id.eq(user_id))
+            .filter(users::password_hash.is_null())
+            .filter(users::email_verified.eq(false)),
+    )
+    .set((
+        users::display_name.eq(display_name),
+        users::name_search.eq(name_search(display_name)),
+        users::email_verified.eq(true),
+        users::language.eq(language),
+    ))
+    .execute(conn)?;
+    Ok(n == 1)
+}

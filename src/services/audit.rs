@@ -62,6 +62,10 @@ pub mod action {
     pub const IDP_REMOVED: &str = "idp.removed";
     pub const IDP_BOUND: &str = "idp.bound";
     pub const IDP_REFUSED: &str = "idp.refused";
+    pub const CODE_SENT: &str = "code.sent";
+    pub const CODE_FAILED: &str = "code.failed";
+    pub const PASSWORD_RESET_REQUESTED: &str = "account.password_reset_requested";
+    pub const PASSWORD_RESET_DONE: &str = "account.password_reset";
 
     /// Every action above, in the order the audit page offers them; a unit test keeps it complete.
     pub const ALL: &[&str] = &[
@@ -118,6 +122,10 @@ pub mod action {
         IDP_REMOVED,
         IDP_BOUND,
         IDP_REFUSED,
+        CODE_SENT,
+        CODE_FAILED,
+        PASSWORD_RESET_REQUESTED,
+        PASSWORD_RESET_DONE,
     ];
 }
 

@@ -4,8 +4,8 @@ use diesel::prelude::*;
 use time::PrimitiveDateTime;
 use url::Url;
 
-use crate::db::models::{Invitation, Membership, Organization, OutboxMessage, User};
-use crate::db::schema::{invitations, memberships, outbox};
+use crate::db::models::{Invitation, InvitationApiDetails, Membership, Organization, OutboxMessage, User};
+use crate::db::schema::{invitation_api_details, invitations, memberships, outbox};
 use crate::db::{self, DbConnection};
 use crate::domain::OutboxStatus;
 use crate::domain::redirect::check_redirect;
@@ -323,6 +323,11 @@ pub struct InviteOptions {
     pub cc: Option<(String, Option<String>)>,
     /// "Invite with reset": re-bind this accepted membership to the invited address.
     pub reset_membership: Option<String>,
+    /// Sponsor the invited person with this membership (an active member of the org) rather
+    /// than with the inviter.
+    pub sponsor: Option<String>,
+    /// The API request's extras, kept with a new invitation (its `invitation_id` is filled in).
+    pub api_details: Option<InvitationApiDetails>,
 }
 
 /// The one invitation use case, for every channel: the policy, the domain rules, the redirect
@@ -373,9 +378,14 @@ pub fn invite(
         {
             return Err(ServiceError::RateLimited(wait));
         }
+        // The sponsor asked for (the API's invitedUserSponsors), checked before anything is written.
+        let sponsor = match &opts.sponsor {
+            Some(mid) => Some(crate::services::lifecycle::sponsor_member(conn, org, mid)?),
+            None => None,
+        };
         let inviter_user = accounts::find_by_id(conn, &membership.user_id)?.ok_or(ServiceError::NotFound)?;
         let mail_ctx = MailContext { public_url, inviter: &inviter_user };
-        if let Some(mid) = &opts.reset_membership {
+        let created = if let Some(mid) = &opts.reset_membership {
             let landing = crate::services::lifecycle::ResetLanding {
                 redirect_url: valid.redirect_url.clone(),
                 message: valid.message.clone(),
@@ -390,16 +400,20 @@ pub fn invite(
                 &mail_ctx,
                 actor,
             )?;
-            return Ok(Created { invitation: inv, redeem_url: None, existing: false });
-        }
-        let created = create(conn, org, &valid, &mail_ctx, actor)?;
-        if created.existing && valid.send_email && opts.resend_existing {
-            // Asked to send again: resend rotates the link and mails it.
-            let inv = resend(conn, org, &created.invitation.id, &mail_ctx, actor)?;
-            return Ok(Created { invitation: inv, redeem_url: None, existing: true });
-        }
+            Created { invitation: inv, redeem_url: None, existing: false }
+        } else {
+            let created = create(conn, org, &valid, &mail_ctx, actor)?;
+            if created.existing && valid.send_email && opts.resend_existing {
+                // Asked to send again: resend rotates the link and mails it.
+                let inv = resend(conn, org, &created.invitation.id, &mail_ctx, actor)?;
+                Created { invitation: inv, redeem_url: None, existing: true }
+            } else {
+                created
+            }
+        };
+        // The copy goes with a new invitation that is mailed (a reset's always is).
         if let Some((address, name)) = &opts.cc
-            && valid.send_email
+            && (valid.send_email || opts.reset_membership.is_some())
             && !created.existing
         {
             let lang = email_language(&created.invitation, &inviter_user, org);
@@ -413,8 +427,22 @@ pub fn invite(
             )?;
             mail::enqueue(conn, mail, public_url)?;
         }
+        if let Some(sponsor) = &sponsor {
+            crate::services::lifecycle::assign_sponsor(conn, org, &created.invitation.membership_id, sponsor, actor)?;
+        }
+        if let Some(details) = &opts.api_details
+            && !created.existing
+        {
+            let row = InvitationApiDetails { invitation_id: created.invitation.id.clone(), ..details.clone() };
+            diesel::insert_into(invitation_api_details::table).values(&row).execute(conn)?;
+        }
         Ok(created)
     })
+}
+
+/// What the JSON API kept of an invitation's request beyond the invitation row, if anything.
+pub fn api_details(conn: &mut DbConnection, invitation_id: &str) -> QueryResult<Option<InvitationApiDetails>> {
+    invitation_api_details::table.find(invitation_id).select(InvitationApiDetails::as_select()).first(conn).optional()
 }
 
 /// Resends `invitation_id` for `inviter` (new token, clock restarted, old link dead), counted

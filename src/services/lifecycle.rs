@@ -337,6 +337,42 @@ pub fn set_sponsor(
     })
 }
 
+/// The membership `mid` of the org if it may sponsor someone: an active member (not a guest).
+pub fn sponsor_member(conn: &mut DbConnection, org: &Organization, mid: &str) -> Result<Membership, ServiceError> {
+    memberships::table
+        .filter(memberships::org_id.eq(&org.id))
+        .filter(memberships::id.eq(mid))
+        .select(Membership::as_select())
+        .first(conn)
+        .optional()?
+        .filter(|s| crate::services::orgs::is_active(s) && s.user_type == UserType::Member)
+        .ok_or(ServiceError::field("sponsor", "lifecycle.sponsor_invalid"))
+}
+
+/// Makes `sponsor` (from [`sponsor_member`]) the sponsor of membership `mid`, audited; nobody
+/// sponsors themself. Runs inside the caller's transaction.
+pub fn assign_sponsor(
+    conn: &mut DbConnection,
+    org: &Organization,
+    mid: &str,
+    sponsor: &Membership,
+    actor: &Actor,
+) -> Result<(), ServiceError> {
+    if sponsor.id == mid {
+        return Err(ServiceError::field("sponsor", "lifecycle.sponsor_invalid"));
+    }
+    let m = find(conn, &org.id, mid)?;
+    if m.sponsor_id.as_deref() == Some(sponsor.user_id.as_str()) {
+        return Ok(());
+    }
+    diesel::update(memberships::table.find(&m.id))
+        .set(memberships::sponsor_id.eq(Some(&sponsor.user_id)))
+        .execute(conn)?;
+    let email: Option<String> = users::table.find(&sponsor.user_id).select(users::email).first(conn).optional()?;
+    audit::record(conn, actor, Some(&org.id), action::SPONSOR_CHANGED, Some(&m.user_id), email.as_deref())?;
+    Ok(())
+}
+
 /// Sets (or clears) the date access ends; the reminder is sent again for a new date.
 pub fn set_end_date(
     conn: &mut DbConnection,

@@ -14,11 +14,13 @@ pub mod invitations;
 pub mod lifecycle;
 pub mod oidc;
 pub mod orgs;
+pub mod password_reset;
 pub mod policy;
 pub mod profile;
 pub mod rate;
 pub mod redeem;
 pub mod sessions;
+pub mod signin_codes;
 pub mod users;
 
 pub use crate::error::{FieldErrors, ServiceError};

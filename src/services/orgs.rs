@@ -91,6 +91,7 @@ pub fn create_org(
             domain_list: String::new(),
             invites_per_hour: 50,
             guest_access_days: None,
+            email_codes: true,
         };
         diesel::insert_into(organizations::table).values(&row).execute(conn)?;
         let mut user = accounts::find_or_create(conn, &org.admin_email, &org.admin_name)?;
@@ -184,6 +185,8 @@ pub struct SettingsInput {
     pub invites_per_hour: String,
     /// Days of guest access after redemption; empty for no end date.
     pub guest_access_days: String,
+    /// Guests may sign in with a one-time code sent by email.
+    pub email_codes: bool,
 }
 
 /// Validates and saves organization settings.
@@ -299,6 +302,7 @@ pub fn update_settings(
                 organizations::domain_list.eq(domains.join("\n")),
                 organizations::invites_per_hour.eq(per_hour),
                 organizations::guest_access_days.eq(access_days),
+                organizations::email_codes.eq(input.email_codes),
             ))
             .execute(conn)?;
         let detail = serde_json::json!({
@@ -306,6 +310,7 @@ pub fn update_settings(
             "invite_lifetime_days": lifetime, "redirect_allowlist": origins,
             "invite_policy": invite_policy, "domain_mode": mode, "domain_list": domains,
             "invites_per_hour": per_hour, "guest_access_days": access_days,
+            "email_codes": input.email_codes,
         })
         .to_string();
         audit::record(conn, actor, Some(&org.id), action::SETTINGS_CHANGED, Some(&org.slug), Some(&detail))?;
@@ -319,6 +324,8 @@ pub mod link_purpose {
     pub const SETUP: &str = "setup";
     /// Choose the password of an account created from the CLI.
     pub const SET_PASSWORD: &str = "set_password";
+    /// "Forgot your password?": choose a new one (valid 30 minutes).
+    pub const PASSWORD_RESET: &str = "password_reset";
 }
 
 /// Creates a one-time link; the plain token is returned once.

@@ -103,6 +103,7 @@ mod tests {
             domain_list: list.into(),
             invites_per_hour: 50,
             guest_access_days: None,
+            email_codes: true,
         }
     }
 

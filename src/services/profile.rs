@@ -116,6 +116,40 @@ pub fn change_password(conn: &mut DbConnection, change: &PasswordChange, actor: 
     })
 }
 
+/// A first password for a passwordless account, ready to be saved.
+pub struct PasswordAdd<'a> {
+    pub user_id: &'a str,
+    /// Hash of the new password.
+    pub new_hash: &'a str,
+    /// Marker of the session making the change: it stays signed in, every other one ends.
+    pub keep_sid: &'a str,
+    pub public_url: &'a Url,
+    /// Language of the notification email.
+    pub lang: Lang,
+}
+
+/// Gives a passwordless account its first password (one conditional UPDATE: refused when a
+/// password was set meanwhile); as for a change, every other session ends, the notice is
+/// queued and the change recorded.
+pub fn add_password(conn: &mut DbConnection, add: &PasswordAdd, actor: &Actor) -> Result<usize, ServiceError> {
+    db::write_tx(conn, |conn| {
+        let updated =
+            diesel::update(users::table.filter(users::id.eq(add.user_id)).filter(users::password_hash.is_null()))
+                .set(users::password_hash.eq(add.new_hash))
+                .execute(conn)?;
+        if updated != 1 {
+            return Err(ServiceError::field("current_password", "account.password_wrong"));
+        }
+        let ended = sessions::end_others(conn, add.user_id, add.keep_sid)?;
+        let user = accounts::find_by_id(conn, add.user_id)?.ok_or(ServiceError::NotFound)?;
+        let notice = mail::account::password_changed(&user, &db::now(), actor.ip.as_deref(), add.public_url, add.lang)?;
+        mail::enqueue(conn, notice, add.public_url)?;
+        let detail = serde_json::json!({ "added": true, "sessions_ended": ended }).to_string();
+        audit::record(conn, actor, None, action::PASSWORD_CHANGED, Some(add.user_id), Some(&detail))?;
+        Ok(ended)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -139,3 +139,53 @@ pub fn take_idp_refusal(conn: &mut DbConnection, ip: &str) -> QueryResult<Option
 pub fn take_code_send(conn: &mut DbConnection, invitation_id: &str) -> QueryResult<Option<u64>> {
     take(conn, &format!("code:{invitation_id}"), CODE_SENDS_PER_HOUR, time::Duration::hours(1))
 }
+
+/// Sign-in codes emailed per address: 5 per hour.
+pub const SIGNIN_CODES_PER_ADDRESS: i64 = 5;
+/// Sign-in and redemption codes emailed per client address: 20 per hour.
+pub const CODES_PER_CLIENT: i64 = 20;
+/// Password-reset links requested per address: 3 per hour.
+pub const RESETS_PER_ADDRESS: i64 = 3;
+/// Password-reset links requested per client address: 20 per hour.
+pub const RESETS_PER_CLIENT: i64 = 20;
+
+/// Takes one unit from both an address's and a client's hourly allowance (`what` names the
+/// kind of mail): `Some(retry_after)` when either is used up (then the address's unit is
+/// given back, so a busy client cannot exhaust someone else's address).
+fn take_pair(
+    conn: &mut DbConnection,
+    what: &str,
+    email: &str,
+    ip: Option<&str>,
+    per_address: i64,
+    per_client: i64,
+) -> QueryResult<Option<u64>> {
+    db::write_tx(conn, |conn| {
+        let acct = format!("{what}:acct:{}", email.trim().to_lowercase());
+        if let Some(wait) = take_in(conn, &bounded(&acct), per_address, time::Duration::hours(1))? {
+            return Ok(Some(wait));
+        }
+        let addr = format!("{what}:ip:{}", ip.unwrap_or("?"));
+        let wait = take_in(conn, &bounded(&addr), per_client, time::Duration::hours(1))?;
+        if wait.is_some() {
+            give_back(conn, &acct)?;
+        }
+        Ok(wait)
+    })
+}
+
+/// Takes one sign-in code email for `email` from client `ip` (per address and per client).
+pub fn take_signin_code(conn: &mut DbConnection, email: &str, ip: Option<&str>) -> QueryResult<Option<u64>> {
+    take_pair(conn, "signin_code", email, ip, SIGNIN_CODES_PER_ADDRESS, CODES_PER_CLIENT)
+}
+
+/// Takes one redemption code email from client `ip` (the invitation's own limit is
+/// [`take_code_send`]).
+pub fn take_code_send_from(conn: &mut DbConnection, ip: Option<&str>) -> QueryResult<Option<u64>> {
+    take(conn, &format!("signin_code:ip:{}", ip.unwrap_or("?")), CODES_PER_CLIENT, time::Duration::hours(1))
+}
+
+/// Takes one password-reset request for `email` from client `ip` (per address and per client).
+pub fn take_reset(conn: &mut DbConnection, email: &str, ip: Option<&str>) -> QueryResult<Option<u64>> {
+    take_pair(conn, "reset", email, ip, RESETS_PER_ADDRESS, RESETS_PER_CLIENT)
+}

@@ -7,7 +7,7 @@ use crate::db::models::{Invitation, Organization, User};
 use crate::db::schema::{invitations, memberships, organizations, users};
 use crate::db::{self, DbConnection};
 use crate::domain::UserType;
-use crate::domain::token::{hash_token, six_digit_code};
+use crate::domain::token::{eight_digit_code, hash_token};
 use crate::domain::{Email, InvitationStatus, MembershipState};
 use crate::i18n::Lang;
 use crate::mail::{self, messages};
@@ -97,20 +97,54 @@ pub fn register(
     })
 }
 
+/// Creates a passwordless account on the invited address (a first-time guest who proved the
+/// mailbox with a code): no password, the address verified. Refused when the account was
+/// claimed meanwhile or the invitation is no longer pending.
+pub fn register_passwordless(
+    conn: &mut DbConnection,
+    invitation: &Invitation,
+    guest: &User,
+    display_name: &str,
+    lang: Lang,
+    actor: &Actor,
+) -> Result<User, ServiceError> {
+    db::write_tx(conn, |conn| {
+        let still_pending: i64 = invitations::table
+            .filter(invitations::id.eq(&invitation.id))
+            .filter(invitations::status.eq(InvitationStatus::Pending))
+            .filter(invitations::expires_at.gt(db::now()))
+            .count()
+            .get_result(conn)?;
+        if still_pending != 1 {
+            return Err(ServiceError::WrongState);
+        }
+        if !accounts::claim_passwordless(conn, &guest.id, display_name, Some(lang.code()))? {
+            return Err(ServiceError::WrongState);
+        }
+        let mut actor = actor.clone();
+        actor.user_id = Some(guest.id.clone());
+        let detail = serde_json::json!({ "email": guest.email, "passwordless": true }).to_string();
+        audit::record(conn, &actor, Some(&invitation.org_id), action::ACCOUNT_CREATED, Some(&guest.id), Some(&detail))?;
+        accounts::find_by_id(conn, &guest.id)?.ok_or(ServiceError::NotFound)
+    })
+}
+
 /// How long a one-time code stays valid.
 pub const CODE_TTL: time::Duration = time::Duration::minutes(10);
 /// Wrong guesses allowed per code.
 pub const CODE_ATTEMPTS: i64 = 5;
 
-/// Emails a fresh six-digit code to the invited address (disclosed links only).
+/// Emails a fresh eight-digit code to the invited address: to prove the mailbox of a disclosed
+/// link, or to redeem without a password (when the organization allows codes).
 pub fn send_code(
     conn: &mut DbConnection,
     invitation: &Invitation,
     org: &Organization,
     public_url: &Url,
     lang: Lang,
+    actor: &Actor,
 ) -> Result<(), ServiceError> {
-    let code = six_digit_code();
+    let code = eight_digit_code();
     db::write_tx(conn, |conn| {
         diesel::update(invitations::table.find(&invitation.id))
             .set((
@@ -121,6 +155,7 @@ pub fn send_code(
             .execute(conn)?;
         let mail = messages::code(org, invitation, &code, lang)?;
         mail::enqueue(conn, mail, public_url)?;
+        audit::record(conn, actor, Some(&org.id), action::CODE_SENT, Some(&invitation.id), Some("redeem"))?;
         Ok(())
     })
 }
@@ -140,7 +175,12 @@ pub enum CodeCheck {
 /// [`CODE_ATTEMPTS`] were made and the code is live): the database serializes concurrent
 /// guesses on that row, so however many arrive at once, at most five are ever compared with
 /// the code.
-pub fn check_code(conn: &mut DbConnection, invitation_id: &str, typed: &str) -> Result<CodeCheck, ServiceError> {
+pub fn check_code(
+    conn: &mut DbConnection,
+    invitation_id: &str,
+    typed: &str,
+    actor: &Actor,
+) -> Result<CodeCheck, ServiceError> {
     db::write_tx(conn, |conn| {
         let counted = diesel::update(
             invitations::table
@@ -169,6 +209,8 @@ pub fn check_code(conn: &mut DbConnection, invitation_id: &str, typed: &str) -> 
                 .execute(conn)?;
             return Ok(if consumed == 1 { CodeCheck::Correct } else { CodeCheck::NeedNewCode });
         }
+        let detail = serde_json::json!({ "for": "redeem", "attempt": inv.code_attempts }).to_string();
+        audit::record(conn, actor, Some(&inv.org_id), action::CODE_FAILED, Some(&inv.id), Some(&detail))?;
         Ok(if inv.code_attempts >= CODE_ATTEMPTS { CodeCheck::NeedNewCode } else { CodeCheck::Wrong })
     })
 }

@@ -1,6 +1,7 @@
 //! Signing in and out, first-run setup, the owner's set-password link, and `/account`.
 
 mod profile;
+mod recover;
 
 use actix_session::Session;
 use actix_web::http::StatusCode;
@@ -17,6 +18,7 @@ use crate::domain::token::PlainToken;
 use crate::error::AppError;
 use crate::i18n::Lang;
 use crate::services::audit::{self, action};
+use crate::services::idp::{self, IdpChoice, IdpPurpose};
 use crate::services::orgs::{self, NewOrg, link_purpose, validate_new_org};
 use crate::services::{FieldErrors, ServiceError, accounts, rate, sessions};
 use crate::state::AppState;
@@ -32,16 +34,64 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(password_page)
         .service(set_password);
     profile::routes(cfg);
+    recover::routes(cfg);
+}
+
+/// Where `/signin` stands: the address first, then the way in, then (if chosen) the code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SigninStep {
+    /// Step 1: the email address.
+    Email,
+    /// Step 2: providers for the address's domain, the password, or a code instead. The same
+    /// page for every address, whether or not it has an account.
+    WayIn,
+    /// A code was asked for: type it.
+    Code,
 }
 
 #[derive(Template)]
 #[template(path = "pages/signin.html")]
-struct SigninPage {
-    ctx: Ctx,
-    errors: Errors,
-    problem: Option<&'static str>,
-    email: String,
-    next: String,
+pub struct SigninPage {
+    pub ctx: Ctx,
+    pub errors: Errors,
+    pub problem: Option<&'static str>,
+    pub notice: Option<&'static str>,
+    pub step: SigninStep,
+    pub email: String,
+    pub next: String,
+    /// Identity providers serving the address's domain (several: the person picks one).
+    pub providers: Vec<IdpChoice>,
+}
+
+impl SigninPage {
+    /// The page at `step` for `email`, going on to `next`.
+    pub fn new(ctx: Ctx, step: SigninStep, email: &str, next: &str) -> SigninPage {
+        SigninPage {
+            ctx,
+            errors: Errors::default(),
+            problem: None,
+            notice: None,
+            step,
+            email: email.to_owned(),
+            next: next.to_owned(),
+            providers: Vec::new(),
+        }
+    }
+
+    /// Back to step 1 with the address kept (and `next`).
+    pub fn change_href(&self) -> String {
+        let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+        let next = if self.next == "/" { String::new() } else { format!("&next={}", enc(&self.next)) };
+        // `@` stays readable (it is allowed in a query), so the page shows the address as typed.
+        format!("/signin?login_hint={}{next}", enc(&self.email).replace("%40", "@"))
+    }
+
+    /// The "Forgot your password?" link, carrying the address typed.
+    pub fn forgot_href(&self) -> String {
+        let email: String =
+            url::form_urlencoded::byte_serialize(self.email.as_bytes()).collect::<String>().replace("%40", "@");
+        format!("/signin/forgot?email={email}")
+    }
 }
 
 #[derive(Deserialize)]
@@ -58,20 +108,22 @@ async fn signin_page(ctx: Ctx, q: web::Query<NextQuery>) -> Result<HttpResponse,
         return Ok(see_other(&next));
     }
     let email = q.login_hint.clone().filter(|h| h.len() <= 254 && !h.contains(char::is_control)).unwrap_or_default();
-    ok(&SigninPage { ctx, errors: Errors::default(), problem: None, email, next })
+    ok(&SigninPage::new(ctx, SigninStep::Email, &email, &next))
 }
 
 #[derive(Deserialize)]
 struct SigninForm {
+    #[serde(default)]
     email: String,
-    password: String,
+    /// Absent on step 1 (the address alone); present on step 2.
+    password: Option<String>,
     next: Option<String>,
 }
 
 use crate::services::accounts::PasswordCheck;
 
 /// Longest email address (RFC 5321 path limit) read from a sign-in form.
-const MAX_EMAIL_BYTES: usize = 254;
+pub const MAX_EMAIL_BYTES: usize = 254;
 
 /// Takes one sign-in attempt for this address and client, counted in the database (see
 /// [`rate::take_signin`]): `Some(retry_after)` when sign-in is paused for either.
@@ -96,6 +148,9 @@ pub async fn signin_succeeded(state: &AppState, email: &str, ip: &Option<String>
 /// Establishes the session of `user`, remembering their language. The session also gets a
 /// random marker (to tell it from the person's other sessions), the browser's User-Agent and
 /// the client address, which the session row keeps for the list on `/account`.
+///
+/// Account creation (setup, registration) calls this directly; every way in with a credential
+/// goes through [`finish_signin`], which calls it.
 pub fn start_session(req: &HttpRequest, session: &Session, user: &User) -> Result<Option<Lang>, AppError> {
     sign_in(session, &SessionUser { id: user.id.clone(), email: user.email.clone(), name: user.display_name.clone() })?;
     let user_agent: Option<String> = req
@@ -119,6 +174,76 @@ pub fn start_session(req: &HttpRequest, session: &Session, user: &User) -> Resul
     Ok(user.language.as_deref().and_then(Lang::parse))
 }
 
+/// How a person proved who they are (the detail of the `signin.succeeded` audit event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WayIn {
+    Password,
+    /// A one-time code sent by email (`/signin` or redemption).
+    EmailCode,
+    /// A new password chosen through a "forgot your password?" link.
+    PasswordReset,
+    /// The person's home identity provider (federation).
+    Provider,
+}
+
+impl WayIn {
+    /// The name recorded on the audit event.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WayIn::Password => "password",
+            WayIn::EmailCode => "code",
+            WayIn::PasswordReset => "password_reset",
+            WayIn::Provider => "provider",
+        }
+    }
+}
+
+/// Completes a sign-in, whatever the way in (password, emailed code, reset link, and later
+/// the provider callback and a second-factor step): forgets the account's sign-in failures,
+/// records `signin.succeeded` with the way in, starts the session (a new session id), sets the
+/// language switch to the person's language and redirects to `next` (a local path the caller
+/// has already judged with `domain::redirect::local_path`).
+pub async fn finish_signin(
+    req: &HttpRequest,
+    state: &AppState,
+    session: &Session,
+    user: &User,
+    way: WayIn,
+    next: &str,
+) -> Result<HttpResponse, AppError> {
+    let ip = client_ip(req);
+    signin_succeeded(state, &user.email, &ip).await?;
+    let mut act = actor(req, None);
+    act.user_id = Some(user.id.clone());
+    let uid = user.id.clone();
+    with_conn(state, move |c| {
+        Ok(audit::record(c, &act, None, action::SIGNIN_SUCCEEDED, Some(&uid), Some(way.as_str()))?)
+    })
+    .await?;
+    let lang = start_session(req, session, user)?;
+    let mut res = see_other(next);
+    if let Some(l) = lang {
+        res.add_cookie(&language_cookie(l, state.settings.https())).ok();
+    }
+    Ok(res)
+}
+
+/// Step 2 for `email`: the providers of its domain (one: straight there), else the way-in page.
+async fn identify(state: &AppState, ctx: Ctx, email: Email, next: String) -> Result<HttpResponse, AppError> {
+    let (e, n) = (email.clone(), next.clone());
+    let providers = with_conn(state, move |c| {
+        let next = (n != "/").then_some(n.as_str());
+        Ok(idp::choices_for(c, &e, None, IdpPurpose::SignIn { next })?)
+    })
+    .await?;
+    if let [only] = providers.as_slice() {
+        return Ok(see_other(&only.start_url));
+    }
+    let mut page = SigninPage::new(ctx, SigninStep::WayIn, email.as_str(), &next);
+    page.providers = providers;
+    ok(&page)
+}
+
 #[post("/signin")]
 async fn signin(
     req: HttpRequest,
@@ -129,38 +254,41 @@ async fn signin(
 ) -> Result<HttpResponse, AppError> {
     let mut form = form.into_inner();
     // No address is longer (RFC 5321): a longer one is cut before it is checked, counted or audited.
-    form.email = crate::domain::clip(&form.email, MAX_EMAIL_BYTES).to_owned();
+    form.email = crate::domain::clip(form.email.trim(), MAX_EMAIL_BYTES).to_owned();
     let next = safe_next(form.next.as_deref());
-    let ip = client_ip(&req);
-    let page = |ctx: Ctx, problem: &'static str| SigninPage {
-        ctx,
-        errors: Errors::default(),
-        problem: Some(problem),
-        email: form.email.clone(),
-        next: next.clone(),
+    let Some(password) = form.password else {
+        // Step 1: the address alone. Only its shape is judged, never whether it has an account.
+        return match Email::parse(&form.email) {
+            Ok(email) => identify(&state, ctx, email, next).await,
+            Err(_) => {
+                let mut page = SigninPage::new(ctx, SigninStep::Email, &form.email, &next);
+                page.errors = Errors(FieldErrors(vec![("email", "signin.email_invalid")]));
+                invalid(&page)
+            }
+        };
     };
+    let ip = client_ip(&req);
+    let page = |ctx: Ctx, problem: &'static str| {
+        let mut p = SigninPage::new(ctx, SigninStep::WayIn, &form.email, &next);
+        p.problem = Some(problem);
+        p
+    };
+    if password.is_empty() {
+        let mut p = page(ctx, "signin.password_missing");
+        p.problem = None;
+        p.errors = Errors(FieldErrors(vec![("password", "signin.password_missing")]));
+        return invalid(&p);
+    }
     if let Some(wait) = signin_paused(&state, &form.email, &ip).await? {
         let mut res = render(StatusCode::TOO_MANY_REQUESTS, &page(ctx, "signin.paused"))?;
         res.headers_mut().insert(actix_web::http::header::RETRY_AFTER, wait.into());
         return Ok(res);
     }
-    let mut act = actor(&req, None);
-    match accounts::check_password(&state.pool, form.email.clone(), form.password.clone()).await? {
-        PasswordCheck::Ok(user) => {
-            signin_succeeded(&state, &form.email, &ip).await?;
-            act.user_id = Some(user.id.clone());
-            let uid = user.id.clone();
-            with_conn(&state, move |c| Ok(audit::record(c, &act, None, action::SIGNIN_SUCCEEDED, Some(&uid), None)?))
-                .await?;
-            let lang = start_session(&req, &session, &user)?;
-            let mut res = see_other(&next);
-            if let Some(l) = lang {
-                res.add_cookie(&language_cookie(l, state.settings.https())).ok();
-            }
-            Ok(res)
-        }
+    match accounts::check_password(&state.pool, form.email.clone(), password).await? {
+        PasswordCheck::Ok(user) => finish_signin(&req, &state, &session, &user, WayIn::Password, &next).await,
         PasswordCheck::Wrong => {
-            let masked = crate::domain::email::mask(&form.email.trim().to_lowercase());
+            let act = actor(&req, None);
+            let masked = crate::domain::email::mask(&form.email.to_lowercase());
             with_conn(&state, move |c| Ok(audit::record(c, &act, None, action::SIGNIN_FAILED, None, Some(&masked))?))
                 .await?;
             render(StatusCode::UNAUTHORIZED, &page(ctx, "signin.failed"))

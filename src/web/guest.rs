@@ -12,14 +12,16 @@ use serde::Deserialize;
 use crate::auth::guard::sign_out;
 use crate::auth::password::hash_password;
 
+use crate::domain::Email;
 use crate::domain::password::{PasswordProblem, check_new_password};
 use crate::domain::redirect::check_redirect;
 use crate::error::AppError;
 use crate::services::accounts::PasswordCheck;
+use crate::services::idp::{self, IdpChoice, IdpPurpose};
 use crate::services::redeem::{self, CodeCheck};
 use crate::services::{FieldErrors, ServiceError, accounts, rate};
 use crate::state::AppState;
-use crate::web::account::{signin_paused, signin_succeeded, start_session};
+use crate::web::account::{WayIn, finish_signin, signin_paused, start_session};
 use crate::web::pages::language_cookie;
 use crate::web::{Ctx, Errors, actor, client_ip, ok, render, see_other, with_conn};
 
@@ -63,8 +65,19 @@ struct RedeemPage {
     display_name: String,
     errors: Errors,
     problem: Option<&'static str>,
-    /// "Continue with {provider}": the inviting org's identity providers for the invited domain.
-    idps: Vec<crate::services::idp::IdpChoice>,
+    /// The organization lets guests use a code sent by email instead of a password.
+    code_allowed: bool,
+    /// Identity providers for the invited address's domain in this organization.
+    providers: Vec<IdpChoice>,
+}
+
+impl RedeemPage {
+    /// "Forgot your password?" for the invited address.
+    fn forgot_href(&self) -> String {
+        let email: String =
+            url::form_urlencoded::byte_serialize(self.invited_email.as_bytes()).collect::<String>().replace("%40", "@");
+        format!("/signin/forgot?email={email}")
+    }
 }
 
 use crate::web::account::DeadLinkPage;
@@ -79,8 +92,10 @@ pub enum Step {
     Continue,
     /// Signed in as someone else: "sign out and continue".
     WrongAccount,
-    /// The invited address has an account: its password.
+    /// The invited address has an account with a password: the password (or a code).
     SignIn,
+    /// The invited address has a passwordless account: a code sent to it.
+    CodeSignIn,
     /// The link was shown to someone: a code sent to the invited address first.
     Code,
     /// A first-time guest: create an account.
@@ -95,6 +110,9 @@ fn page(ctx: Ctx, token: &str, live: &Live, session: &Session) -> RedeemPage {
         Some(u) if u.email == inv.email => (Step::Continue, String::new()),
         Some(u) => (Step::WrongAccount, u.email.clone()),
         None if live.guest.password_hash.is_some() => (Step::SignIn, String::new()),
+        // Passwordless: a code, or (codes turned off) "Forgot your password?" from the sign-in step.
+        None if live.guest.email_verified && live.org.email_codes => (Step::CodeSignIn, String::new()),
+        None if live.guest.email_verified => (Step::SignIn, String::new()),
         None if inv.disclosed && !code_ok => (Step::Code, String::new()),
         None => (Step::Register, String::new()),
     };
@@ -111,9 +129,30 @@ fn page(ctx: Ctx, token: &str, live: &Live, session: &Session) -> RedeemPage {
         display_name: inv.display_name.clone(),
         errors: Errors::default(),
         problem: None,
-        idps: Vec::new(),
+        code_allowed: live.org.email_codes,
+        providers: Vec::new(),
         ctx,
     }
+}
+
+/// True when a code may be sent at `step`: to prove a disclosed link's mailbox, or as a way in
+/// where the organization allows codes.
+fn code_fits(step: Step, code_allowed: bool) -> bool {
+    match step {
+        Step::Code => true,
+        Step::SignIn | Step::CodeSignIn | Step::Register => code_allowed,
+        Step::Continue | Step::WrongAccount => false,
+    }
+}
+
+/// The identity providers for the invited address in the inviting organization.
+async fn providers_for(state: &AppState, token: &str, live: &Live) -> Result<Vec<IdpChoice>, AppError> {
+    let Ok(email) = Email::parse(&live.invitation.email) else {
+        return Ok(Vec::new());
+    };
+    let (org_id, token) = (live.org.id.clone(), token.to_owned());
+    with_conn(state, move |c| Ok(idp::choices_for(c, &email, Some(&org_id), IdpPurpose::Redeem { token: &token })?))
+        .await
 }
 
 /// The guest's landing page: who invites, to what, and the next step.
@@ -126,23 +165,10 @@ async fn landing(
 ) -> Result<HttpResponse, AppError> {
     let LiveLink { token, live } = link;
     let mut p = page(ctx, &token, &live, &session);
-    p.idps = identity_providers(&state, &token, &live).await?;
+    if !matches!(p.step, Step::Continue | Step::WrongAccount) {
+        p.providers = providers_for(&state, &token, &live).await?;
+    }
     ok(&p)
-}
-
-/// The organization's identity providers for the invited address (federation, design §10).
-async fn identity_providers(
-    state: &AppState,
-    token: &str,
-    live: &Live,
-) -> Result<Vec<crate::services::idp::IdpChoice>, AppError> {
-    let Ok(email) = crate::domain::Email::parse(&live.invitation.email) else { return Ok(Vec::new()) };
-    let (token, org_id) = (token.to_owned(), live.org.id.clone());
-    with_conn(state, move |c| {
-        let purpose = crate::services::idp::IdpPurpose::Redeem { token: &token };
-        Ok(crate::services::idp::choices_for(c, &email, Some(&org_id), purpose)?)
-    })
-    .await
 }
 
 #[derive(Deserialize)]
@@ -233,23 +259,7 @@ async fn signin(
     }
     match accounts::check_password(&state.pool, email.clone(), form.password.clone()).await? {
         PasswordCheck::Ok(user) => {
-            signin_succeeded(&state, &email, &ip).await?;
-            let mut act = actor(&req, None);
-            act.user_id = Some(user.id.clone());
-            let uid = user.id.clone();
-            with_conn(&state, move |c| {
-                Ok(crate::services::audit::record(
-                    c,
-                    &act,
-                    None,
-                    crate::services::audit::action::SIGNIN_SUCCEEDED,
-                    Some(&uid),
-                    None,
-                )?)
-            })
-            .await?;
-            start_session(&req, &session, &user)?;
-            Ok(see_other(&format!("/redeem/{token}/consent")))
+            finish_signin(&req, &state, &session, &user, WayIn::Password, &format!("/redeem/{token}/consent")).await
         }
         PasswordCheck::Wrong => {
             p.problem = Some("redeem.signin_failed");
@@ -265,9 +275,11 @@ async fn switch_account(session: Session, token: web::Path<String>) -> HttpRespo
     see_other(&format!("/redeem/{token}"))
 }
 
-/// Emails a one-time code to the invited address (links that were shown to someone).
+/// Emails a one-time code to the invited address: for a link that was shown to someone, or as
+/// the way in without a password (when the organization allows codes).
 #[post("/redeem/{token}/code/send")]
 async fn send_code(
+    req: HttpRequest,
     state: web::Data<AppState>,
     ctx: Ctx,
     session: Session,
@@ -275,12 +287,18 @@ async fn send_code(
 ) -> Result<HttpResponse, AppError> {
     let LiveLink { token, live } = link;
     let mut p = page(ctx.clone(), &token, &live, &session);
-    if p.step != Step::Code {
+    if !code_fits(p.step, p.code_allowed) {
         return Ok(see_other(&format!("/redeem/{token}")));
     }
-    let inv_id = live.invitation.id.clone();
+    let (inv_id, ip) = (live.invitation.id.clone(), client_ip(&req));
     if state.settings.throttle_enabled
-        && let Some(wait) = with_conn(&state, move |c| Ok(rate::take_code_send(c, &inv_id)?)).await?
+        && let Some(wait) = with_conn(&state, move |c| {
+            Ok(match rate::take_code_send(c, &inv_id)? {
+                Some(wait) => Some(wait),
+                None => rate::take_code_send_from(c, ip.as_deref())?,
+            })
+        })
+        .await?
     {
         p.problem = Some("redeem.code_too_many");
         let mut res = render(StatusCode::TOO_MANY_REQUESTS, &p)?;
@@ -289,7 +307,8 @@ async fn send_code(
     }
     let (inv, org, lang, url) =
         (live.invitation.clone(), live.org.clone(), ctx.lang, state.settings.public_url.clone());
-    with_conn(&state, move |c| Ok(redeem::send_code(c, &inv, &org, &url, lang)?)).await?;
+    let act = actor(&req, None);
+    with_conn(&state, move |c| Ok(redeem::send_code(c, &inv, &org, &url, lang, &act)?)).await?;
     session.insert(CODE_SENT, &live.invitation.id).map_err(|e| AppError::Internal(anyhow::anyhow!("session: {e}")))?;
     Ok(see_other(&format!("/redeem/{token}")))
 }
@@ -298,11 +317,17 @@ async fn send_code(
 struct CodeForm {
     #[serde(default)]
     code: String,
+    /// The name of a first-time guest redeeming without a password.
+    #[serde(default)]
+    display_name: String,
 }
 
-/// Checks the code; five wrong guesses, or ten minutes, and a new one is needed.
+/// Checks the code; five wrong guesses, or ten minutes, and a new one is needed. A right code
+/// proves a disclosed link's mailbox (then on to the account), creates a passwordless account
+/// for a first-time guest, or signs an existing account in; then on to consent.
 #[post("/redeem/{token}/code")]
 async fn enter_code(
+    req: HttpRequest,
     state: web::Data<AppState>,
     ctx: Ctx,
     session: Session,
@@ -311,27 +336,61 @@ async fn enter_code(
 ) -> Result<HttpResponse, AppError> {
     let LiveLink { token, live } = link;
     let mut p = page(ctx.clone(), &token, &live, &session);
-    if p.step != Step::Code {
+    if !code_fits(p.step, p.code_allowed) {
         return Ok(see_other(&format!("/redeem/{token}")));
     }
-    let (id, code) = (live.invitation.id.clone(), form.code.clone());
-    let outcome = with_conn(&state, move |c| Ok(redeem::check_code(c, &id, &code)?)).await?;
+    let name = form.display_name.trim().to_owned();
+    if p.step == Step::Register
+        && (name.is_empty() || name.chars().count() > 200 || crate::domain::has_any_control_chars(&name))
+    {
+        p.display_name = crate::domain::clip(&form.display_name, 800).to_owned();
+        p.errors = Errors(FieldErrors(vec![("display_name", "name.invalid")]));
+        return render(StatusCode::UNPROCESSABLE_ENTITY, &p);
+    }
+    let (id, code, act) =
+        (live.invitation.id.clone(), crate::domain::clip(&form.code, 64).to_owned(), actor(&req, None));
+    let outcome = with_conn(&state, move |c| Ok(redeem::check_code(c, &id, &code, &act)?)).await?;
     match outcome {
-        CodeCheck::Correct => {
+        CodeCheck::Correct if p.step == Step::Code => {
+            let _ = session.remove(CODE_SENT);
             session
                 .insert(CODE_OK, &live.invitation.id)
                 .map_err(|e| AppError::Internal(anyhow::anyhow!("session: {e}")))?;
             Ok(see_other(&format!("/redeem/{token}")))
         }
+        CodeCheck::Correct => {
+            let _ = session.remove(CODE_SENT);
+            let consent = format!("/redeem/{token}/consent");
+            let (inv, guest, lang, act) = (live.invitation.clone(), live.guest.clone(), ctx.lang, actor(&req, None));
+            let created = p.step == Step::Register;
+            let user = with_conn(&state, move |c| {
+                if created {
+                    return Ok(redeem::register_passwordless(c, &inv, &guest, &name, lang, &act));
+                }
+                Ok(accounts::find_by_id(c, &guest.id)?.ok_or(ServiceError::NotFound))
+            })
+            .await?;
+            match user {
+                Ok(user) => {
+                    let mut res = finish_signin(&req, &state, &session, &user, WayIn::EmailCode, &consent).await?;
+                    if created {
+                        res.add_cookie(&language_cookie(lang, state.settings.https())).ok();
+                    }
+                    Ok(res)
+                }
+                Err(ServiceError::WrongState) => Ok(see_other(&format!("/redeem/{token}"))),
+                Err(e) => Err(e.into()),
+            }
+        }
         CodeCheck::Wrong => {
-            let mut errors = FieldErrors::default();
-            errors.add("code", "redeem.code_wrong");
-            p.errors = Errors(errors);
+            p.display_name = name;
+            p.errors = Errors(FieldErrors(vec![("code", "redeem.code_wrong")]));
             render(StatusCode::UNPROCESSABLE_ENTITY, &p)
         }
         CodeCheck::NeedNewCode => {
             let _ = session.remove(CODE_SENT);
             p.code_sent = false;
+            p.display_name = name;
             p.problem = Some("redeem.code_expired");
             render(StatusCode::UNPROCESSABLE_ENTITY, &p)
         }

@@ -17,9 +17,12 @@ use crate::web::{Ctx, lang_of};
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
+/// Paths that carry a secret token: redacted in logs, served with `Referrer-Policy: no-referrer`.
+const TOKEN_PATHS: [&str; 4] = ["/redeem/", "/setup", "/password/", "/signin/reset/"];
+
 /// Hides secrets that travel in paths (invitation and one-time tokens) from logs.
 pub fn redact_path(path: &str) -> String {
-    for prefix in ["/redeem/", "/setup", "/password/"] {
+    for prefix in TOKEN_PATHS {
         if path.starts_with(prefix) {
             return format!("{prefix}[redacted]");
         }
@@ -58,8 +61,7 @@ pub async fn security_headers(
     let is_static = req.path().starts_with("/static/")
         || req.path().ends_with("/.well-known/openid-configuration")
         || req.path().ends_with("/oidc/jwks");
-    let is_token_page =
-        req.path().starts_with("/redeem/") || req.path().starts_with("/setup") || req.path().starts_with("/password/");
+    let is_token_page = TOKEN_PATHS.iter().any(|p| req.path().starts_with(p));
     let https = req.app_data::<actix_web::web::Data<crate::state::AppState>>().is_some_and(|s| s.settings.https());
     let mut res = next.call(req).await?;
     let h = res.headers_mut();
@@ -147,5 +149,6 @@ mod tests {
     fn tokens_never_reach_the_log() {
         assert_eq!(redact_path("/redeem/abcdefg/consent"), "/redeem/[redacted]");
         assert_eq!(redact_path("/o/acme/admin"), "/o/acme/admin");
+        assert_eq!(redact_path("/signin/reset/abcdefg"), "/signin/reset/[redacted]");
     }
 }

@@ -239,7 +239,7 @@ async fn every_error(app: TestApp) {
         (
             json!({"invitedUserEmailAddress": "x@fabrikam.com", "inviteRedirectUrl": "https://myapp.contoso.com", "invitedUserMessageInfo": {"ccRecipients": [
             {"emailAddress": {"address": "a@b.example", "extra": 1}}]}}),
-            "'invitedUserMessageInfo.ccRecipients'",
+            "Unknown field 'invitedUserMessageInfo.ccRecipients.emailAddress.extra'",
         ),
         (
             json!({"invitedUserEmailAddress": "x@fabrikam.com", "inviteRedirectUrl": "https://myapp.contoso.com", "resetRedemption": true}),
@@ -409,9 +409,11 @@ async fn users_and_isolation(app: TestApp) {
         "$top=1000",
         "$top=x",
         "$skiptoken=%%%",
-        "$filter=displayName%20eq%20'x'",
+        "$filter=jobTitle%20eq%20'x'",
         "$filter=userType%20ne%20'Guest'",
-        "$select=id",
+        "$select=favouriteColour",
+        "$orderby=mail",
+        "$expand=manager",
     ] {
         assert_eq!(get(&app, &key, &format!("/api/v1.0/users?{bad}")).await.0, StatusCode::BAD_REQUEST, "{bad}");
     }

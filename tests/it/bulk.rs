@@ -13,7 +13,7 @@ use crate::on_both_databases;
 const BOUNDARY: &str = "vestibule-bulk-boundary-Zk3q9X";
 
 /// POSTs a CSV file as the upload form does (multipart, CSRF token in the action URL).
-async fn upload(b: &Browser, path: &str, file: &[u8]) -> Response {
+pub(crate) async fn upload(b: &Browser, path: &str, file: &[u8]) -> Response {
     let token = b.csrf().await;
     let mut body = format!(
         "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"guests.csv\"\r\nContent-Type: text/csv\r\n\r\n"
@@ -60,7 +60,7 @@ fn count_invitations(app: &TestApp) -> (i64, i64) {
 }
 
 /// Waits until the job has ended and returns its status.
-async fn wait_job(app: &TestApp, job_id: &str, limit: Duration) -> String {
+pub(crate) async fn wait_job(app: &TestApp, job_id: &str, limit: Duration) -> String {
     let deadline = tokio::time::Instant::now() + limit;
     loop {
         let id = job_id.to_owned();
@@ -74,7 +74,7 @@ async fn wait_job(app: &TestApp, job_id: &str, limit: Duration) -> String {
 }
 
 /// The job id of a job page path.
-fn job_of(path: &str) -> String {
+pub(crate) fn job_of(path: &str) -> String {
     path.rsplit('/').next().unwrap().to_owned()
 }
 

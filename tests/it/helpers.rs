@@ -303,6 +303,7 @@ impl Browser {
             ("domain_list", ""),
             ("invites_per_hour", "50"),
             ("guest_access_days", ""),
+            ("email_codes", "on"),
         ];
         for (k, v) in changes {
             match fields.iter_mut().find(|(fk, _)| fk == k) {

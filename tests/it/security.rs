@@ -166,7 +166,7 @@ async fn language_switch_is_remembered(app: TestApp) {
         .text()
         .await
         .unwrap();
-    assert!(body.contains("Se connecter"));
+    assert!(body.contains("Connexion") && body.contains("Continuer"), "step 1 of sign-in in French");
 }
 
 on_both_databases!(

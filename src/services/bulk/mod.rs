@@ -40,10 +40,14 @@ enum Column {
     Language,
 }
 
+/// The column a heading names: by the key in brackets (`Email address to invite
+/// [inviteeEmail] Required`), or by the bare key (`inviteeEmail`), in any case.
 fn column_of(heading: &str) -> Option<Column> {
-    let start = heading.find('[')?;
-    let end = start + heading[start..].find(']')?;
-    Some(match heading[start + 1..end].trim().to_ascii_lowercase().as_str() {
+    let key = match heading.find('[') {
+        Some(start) => &heading[start + 1..start + heading[start..].find(']')?],
+        None => heading.trim().trim_start_matches('\u{feff}'),
+    };
+    Some(match key.trim().to_ascii_lowercase().as_str() {
         "inviteeemail" => Column::Email,
         "inviteredirecturl" => Column::Redirect,
         "sendemail" => Column::SendEmail,
@@ -54,6 +58,11 @@ fn column_of(heading: &str) -> Option<Column> {
         "language" => Column::Language,
         _ => return None,
     })
+}
+
+/// How many bracketed keys of known columns a heading cell holds.
+fn keys_in(heading: &str) -> usize {
+    heading.split('[').skip(1).filter(|part| part.contains(']') && column_of(&format!("[{part}")).is_some()).count()
 }
 
 /// One data record of the file, as typed.
@@ -98,16 +107,78 @@ pub fn template_csv(example_redirect: &str) -> String {
     )
 }
 
-/// Reads the file: UTF-8 with or without BOM, CRLF or LF, quoted fields. `Err` is the catalogue
-/// key of what is wrong with the file as a whole.
+/// The separators a spreadsheet may save a "CSV" file with: comma (English locales), semicolon
+/// (French and other locales where the comma is the decimal mark), tab ("Unicode text").
+const SEPARATORS: [u8; 3] = [b',', b';', b'\t'];
+
+/// The file as text: UTF-8 with or without BOM; UTF-16 with its BOM (Excel's "Unicode text");
+/// anything else that is not valid UTF-8 is read as Windows-1252, what Excel's "CSV (Comma
+/// delimited)" writes on Windows. `Err` when the file is not text at all (a workbook, an image).
+fn decode(bytes: &[u8]) -> Result<String, &'static str> {
+    for (bom, encoding) in [(&b"\xFF\xFE"[..], encoding_rs::UTF_16LE), (&b"\xFE\xFF"[..], encoding_rs::UTF_16BE)] {
+        if let Some(rest) = bytes.strip_prefix(bom) {
+            let (text, had_errors) = encoding.decode_without_bom_handling(rest);
+            return if had_errors { Err("bulk.file_not_text") } else { Ok(text.into_owned()) };
+        }
+    }
+    if bytes.contains(&0) {
+        return Err("bulk.file_not_text");
+    }
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Ok(text.to_owned()),
+        Err(_) => Ok(encoding_rs::WINDOWS_1252.decode_without_bom_handling(bytes).0.into_owned()),
+    }
+}
+
+fn reader(text: &str, separator: u8) -> csv::Reader<&[u8]> {
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::None)
+        .delimiter(separator)
+        .from_reader(text.as_bytes())
+}
+
+/// Whether a record is Azure's `version:v1.0` line.
+fn is_version_line(record: &csv::StringRecord) -> bool {
+    record.get(0).unwrap_or("").trim().to_ascii_lowercase().starts_with("version:")
+}
+
+/// The heading row as read with `separator`: the first record that is neither blank nor the
+/// version line. Read by the csv crate, so that quoted headings are read as such.
+fn heading_with(text: &str, separator: u8) -> Option<csv::StringRecord> {
+    reader(text, separator)
+        .records()
+        .map_while(Result::ok)
+        .find(|r| !r.iter().all(|c| c.trim().is_empty()) && !is_version_line(r))
+}
+
+/// The separator of the file, told by its heading row: the one that splits it into the most
+/// recognised columns (then into the most cells); a comma when nothing tells them apart.
+fn detect_separator(text: &str) -> u8 {
+    let mut best = (b',', 0, 0);
+    for sep in SEPARATORS {
+        let Some(heading) = heading_with(text, sep) else { continue };
+        let known = heading.iter().filter(|h| column_of(h).is_some()).count();
+        if (known, heading.len()) > (best.1, best.2) {
+            best = (sep, known, heading.len());
+        }
+    }
+    best.0
+}
+
+/// Reads the file: UTF-8 (with or without BOM), UTF-16 with BOM or Windows-1252; CRLF or LF;
+/// separated by commas, semicolons or tabs (told by the heading row); quoted fields. `Err` is
+/// the catalogue key of what is wrong with the file as a whole: in particular one message
+/// naming the expected columns when no heading row is recognised, rather than one per row.
 pub fn parse(bytes: &[u8]) -> Result<Vec<ParsedRow>, &'static str> {
     if bytes.len() > MAX_FILE_BYTES {
         return Err("bulk.file_too_large");
     }
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    let text = std::str::from_utf8(bytes).map_err(|_| "bulk.file_not_utf8")?;
-    let mut reader =
-        csv::ReaderBuilder::new().has_headers(false).flexible(true).trim(csv::Trim::None).from_reader(text.as_bytes());
+    let text = decode(bytes)?;
+    let text = text.as_str();
+    let mut reader = reader(text, detect_separator(text));
     let mut columns: Option<Vec<Option<Column>>> = None;
     let mut rows = Vec::new();
     let mut lines = LineCounter::default();
@@ -118,11 +189,13 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<ParsedRow>, &'static str> {
         }
         let first = record.get(0).unwrap_or("").trim();
         let Some(cols) = &columns else {
-            if first.to_ascii_lowercase().starts_with("version:") {
+            if is_version_line(&record) {
                 continue;
             }
             let cols: Vec<Option<Column>> = record.iter().map(column_of).collect();
-            if !cols.contains(&Some(Column::Email)) {
+            // Several keys in one cell: the file uses a separator we do not read (`|`, …), and
+            // every row would be one cell; say so once rather than once per row.
+            if !cols.contains(&Some(Column::Email)) || record.iter().any(|h| keys_in(h) > 1) {
                 return Err("bulk.file_no_header");
             }
             columns = Some(cols);
@@ -210,8 +283,9 @@ impl CheckContext<'_> {
 
     fn parse_cells(&self, p: &ParsedRow) -> Result<(bool, Option<Lang>, Vec<String>), &'static str> {
         let send_email = match p.send_email.trim().to_ascii_lowercase().as_str() {
-            "" | "true" | "yes" | "1" => true,
-            "false" | "no" | "0" => false,
+            // French Excel saves TRUE and FALSE as VRAI and FAUX.
+            "" | "true" | "yes" | "1" | "vrai" | "oui" => true,
+            "false" | "no" | "0" | "faux" | "non" => false,
             _ => return Err("bulk.reason_send_email"),
         };
         let language = match p.language.trim() {
@@ -324,7 +398,7 @@ mod tests {
 
     #[test]
     fn refuses_what_is_not_a_bulk_file() {
-        assert_eq!(parse(b"\xff\xfe\x00a"), Err("bulk.file_not_utf8"));
+        assert_eq!(parse(b"PK\x03\x04\x14\x00\x06\x00"), Err("bulk.file_not_text"));
         assert_eq!(parse(b"name,email\nx,y\n"), Err("bulk.file_no_header"));
         assert_eq!(parse(b"version:v1.0\n[inviteeEmail]\n"), Err("bulk.file_empty"));
         let mut big = String::from("[inviteeEmail]\n");
@@ -332,6 +406,44 @@ mod tests {
             big.push_str(&format!("u{i}@example.com\n"));
         }
         assert_eq!(parse(big.as_bytes()), Err("bulk.file_too_many_rows"));
+    }
+
+    #[test]
+    fn reads_french_excel_semicolons_bom_crlf() {
+        let file = "\u{feff}version:v1.0;;;\r\n\
+            Email address to invite [inviteeEmail] Required;Redirection url [inviteRedirectURL] Required;Display name [displayName]\r\n\
+            h\u{e9}l\u{e8}ne@example.com;https://x.example;\"Dupont; H\u{e9}l\u{e8}ne\"\r\n\
+            z\u{f6}e@example.com;;Zo\u{eb} \u{c7}elik\r\n";
+        let rows = parse(file.as_bytes()).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[0].line_no, rows[0].email.as_str()), (3, "h\u{e9}l\u{e8}ne@example.com"));
+        assert_eq!(rows[0].display_name, "Dupont; H\u{e9}l\u{e8}ne");
+        assert_eq!(rows[0].redirect_url, "https://x.example");
+        assert_eq!((rows[1].line_no, rows[1].display_name.as_str()), (4, "Zo\u{eb} \u{c7}elik"));
+    }
+
+    #[test]
+    fn reads_windows_1252_and_tabs_and_utf16() {
+        // "Ren\xe9e M\xfcller" in Windows-1252: not valid UTF-8.
+        let file = b"[inviteeEmail],[displayName]\r\nrenee@example.com,Ren\xe9e M\xfcller \x80\r\n";
+        let rows = parse(file).unwrap();
+        assert_eq!(rows[0].display_name, "Ren\u{e9}e M\u{fc}ller \u{20ac}");
+        let rows = parse(b"[displayName]\t[inviteeEmail]\nAda, Countess\tada@example.com\n").unwrap();
+        assert_eq!((rows[0].email.as_str(), rows[0].display_name.as_str()), ("ada@example.com", "Ada, Countess"));
+        let utf16: Vec<u8> = [0xFEFF_u16]
+            .into_iter()
+            .chain("inviteeEmail\tdisplayName\r\nada@example.com\tAda L\u{f6}vel\r\n".encode_utf16())
+            .flat_map(u16::to_le_bytes)
+            .collect();
+        let rows = parse(&utf16).unwrap();
+        assert_eq!((rows[0].email.as_str(), rows[0].display_name.as_str()), ("ada@example.com", "Ada L\u{f6}vel"));
+    }
+
+    #[test]
+    fn unrecognised_heading_is_one_problem_for_the_whole_file() {
+        assert_eq!(parse(b"Email;Name\r\nada@example.com;Ada\r\n"), Err("bulk.file_no_header"));
+        assert_eq!(parse(b"ada@example.com,https://x.example\n"), Err("bulk.file_no_header"));
+        assert_eq!(parse(b"[inviteeEmail]|[displayName]\nada@example.com|Ada\n"), Err("bulk.file_no_header"));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::domain::password::{PasswordProblem, check_new_password};
 use crate::domain::token::PlainToken;
 use crate::error::AppError;
 use crate::i18n::Lang;
-use crate::services::profile::{self, PasswordChange, ProfileInput};
+use crate::services::profile::{self, PasswordAdd, PasswordChange, ProfileInput};
 use crate::services::{FieldErrors, ServiceError, accounts, sessions};
 use crate::state::AppState;
 use crate::web::pages::language_cookie;
@@ -46,6 +46,8 @@ struct AccountPage {
     sessions: Vec<SessionView>,
     has_others: bool,
     notice: Option<&'static str>,
+    /// The identity provider the account signs in through, if any (then it has no password).
+    provider: Option<String>,
 }
 
 /// The marker of the asking session, if it has one (sessions started before markers existed
@@ -74,10 +76,11 @@ async fn load_page(
     sid: Option<String>,
 ) -> Result<AccountPage, AppError> {
     let uid = user_id.to_owned();
-    let (user, mine) = with_conn(state, move |c| {
+    let (user, mine, provider) = with_conn(state, move |c| {
         let user = accounts::find_by_id(c, &uid)?.ok_or(AppError::NotFound)?;
         let mine = sessions::list_for_user(c, &uid, sid.as_deref())?;
-        Ok((user, mine))
+        let provider = crate::services::idp::bound_provider(c, &uid)?;
+        Ok((user, mine, provider))
     })
     .await?;
     let tr = ctx.tr;
@@ -102,6 +105,7 @@ async fn load_page(
         sessions,
         has_others,
         notice: None,
+        provider,
     })
 }
 
@@ -123,6 +127,7 @@ async fn account_page(
     page.notice = match q.done.as_deref() {
         Some("profile") => Some("account.profile_saved"),
         Some("password") => Some("account.password_changed"),
+        Some("password_added") => Some("account.password_added"),
         Some("sessions") => Some("account.sessions_ended"),
         _ => None,
     };
@@ -203,16 +208,43 @@ async fn change_password(
             render(status, &page)
         }
     };
+    let uid = me.id.clone();
+    let account = with_conn(&state, move |c| Ok(accounts::find_by_id(c, &uid)?)).await?.ok_or(AppError::NotFound)?;
+    // The notice goes out in the person's language, else the page's.
+    let lang = account.language.as_deref().and_then(Lang::parse).unwrap_or(ctx.lang);
+    if account.password_hash.is_none() {
+        // A passwordless account adds its first password: nothing to verify, nothing to guess.
+        let mut errors = FieldErrors::default();
+        if let Err(p) = check_new_password(&form.new_password, &form.confirm_password, &me.email) {
+            errors
+                .add(if p == PasswordProblem::Mismatch { "confirm_password" } else { "new_password" }, p.message_key());
+        }
+        if !errors.is_empty() {
+            return refuse(StatusCode::UNPROCESSABLE_ENTITY, errors).await;
+        }
+        let new_password = form.new_password.clone();
+        let new_hash = web::block(move || hash_password(&new_password)).await??;
+        let keep_sid = ensure_sid(&session)?;
+        let act = actor(&req, Some(&me));
+        let (uid, public_url) = (me.id.clone(), state.settings.public_url.clone());
+        let result = with_conn(&state, move |c| {
+            let add =
+                PasswordAdd { user_id: &uid, new_hash: &new_hash, keep_sid: &keep_sid, public_url: &public_url, lang };
+            Ok(profile::add_password(c, &add, &act))
+        })
+        .await?;
+        return match result {
+            Ok(_) => Ok(see_other("/account?done=password_added")),
+            Err(ServiceError::Invalid(errors)) => refuse(StatusCode::UNPROCESSABLE_ENTITY, errors).await,
+            Err(e) => Err(e.into()),
+        };
+    }
     if let Some(wait) = signin_paused(&state, &me.email, &ip).await? {
         let mut res =
             refuse(StatusCode::TOO_MANY_REQUESTS, FieldErrors(vec![("current_password", "signin.paused")])).await?;
         res.headers_mut().insert(header::RETRY_AFTER, wait.into());
         return Ok(res);
     }
-    let uid = me.id.clone();
-    let account = with_conn(&state, move |c| Ok(accounts::find_by_id(c, &uid)?)).await?.ok_or(AppError::NotFound)?;
-    // The notice goes out in the person's language, else the page's.
-    let lang = account.language.as_deref().and_then(Lang::parse).unwrap_or(ctx.lang);
     let stored = account.password_hash;
     let (current, stored_for_check) = (form.current_password.clone(), stored.clone());
     let current_ok = web::block(move || verify_password(&current, stored_for_check.as_deref())).await?;

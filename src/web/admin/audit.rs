@@ -77,6 +77,10 @@ fn action_key(name: &str) -> Option<&'static str> {
         action::IDP_REMOVED => "audit.action.idp_removed",
         action::IDP_BOUND => "audit.action.idp_bound",
         action::IDP_REFUSED => "audit.action.idp_refused",
+        action::CODE_SENT => "audit.action.code_sent",
+        action::CODE_FAILED => "audit.action.code_failed",
+        action::PASSWORD_RESET_REQUESTED => "audit.action.password_reset_requested",
+        action::PASSWORD_RESET_DONE => "audit.action.password_reset",
         _ => return None,
     })
 }
@@ -178,10 +182,12 @@ fn view(tr: &Tr, r: AuditRow) -> Row {
 
 /// Actions recorded outside any organization (sign-ins, a person's own account): never in an
 /// organization's log, so not offered in its filter.
-const NOT_IN_ORGS: [&str; 5] = [
+const NOT_IN_ORGS: [&str; 7] = [
     action::SIGNIN_SUCCEEDED,
     action::SIGNIN_FAILED,
     action::PASSWORD_CHANGED,
+    action::PASSWORD_RESET_REQUESTED,
+    action::PASSWORD_RESET_DONE,
     action::PROFILE_CHANGED,
     action::SESSIONS_ENDED,
 ];

@@ -39,6 +39,8 @@ struct SettingsForm {
     invites_per_hour: String,
     #[serde(default)]
     guest_access_days: String,
+    /// The checkbox "Guests may sign in with a code sent by email" (absent when unticked).
+    email_codes: Option<String>,
 }
 
 #[derive(Template)]
@@ -73,6 +75,7 @@ async fn settings_page(ctx: Ctx, caller: OrgAdmin, q: web::Query<SavedQuery>) ->
         confirm_domain_switch: None,
         invites_per_hour: org.invites_per_hour.to_string(),
         guest_access_days: org.guest_access_days.map(|d| d.to_string()).unwrap_or_default(),
+        email_codes: org.email_codes.then(|| "on".to_owned()),
     };
     ok(&SettingsPage {
         policies: crate::domain::InvitePolicy::ALL,
@@ -106,6 +109,7 @@ async fn save_settings(
         confirm_domain_switch: form.confirm_domain_switch.is_some(),
         invites_per_hour: form.invites_per_hour.clone(),
         guest_access_days: form.guest_access_days.clone(),
+        email_codes: form.email_codes.as_deref() == Some("on"),
     };
     let o = org.clone();
     let result = with_conn(&state, move |c| Ok(orgs::update_settings(c, &o, &input, &act))).await?;

@@ -3,12 +3,12 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use super::odata;
 use super::{ApiError, Caller, authenticate, json, parse_object, read_body, refuse_unknown, request_id, respond, take};
-use crate::db::models::{IdempotencyKey, Invitation};
+use crate::db::models::{IdempotencyKey, Invitation, InvitationApiDetails};
 use crate::domain::{Email, InvitationStatus};
 use crate::i18n::Lang;
 use crate::services::api_keys::Reservation;
@@ -18,18 +18,9 @@ use crate::state::AppState;
 use crate::web::with_conn;
 
 /// Graph's `recipient`: `{"emailAddress": {"address": …, "name": …}}`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 struct Recipient {
-    #[serde(rename = "emailAddress")]
-    email_address: EmailAddress,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-struct EmailAddress {
     address: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     name: Option<String>,
 }
 
@@ -46,41 +37,131 @@ struct CreateRequest {
     cc: Vec<Recipient>,
     reset: bool,
     invited_user_id: Option<String>,
+    sponsor_id: Option<String>,
 }
 
-/// Reads the body field by field, so that each problem names its field.
+/// Takes an object field (absent or null: None).
+fn take_object(obj: &mut Map<String, Value>, name: &str, path: &str) -> Result<Option<Map<String, Value>>, ApiError> {
+    take(obj, name, path)
+}
+
+/// Reads `ccRecipients`: Graph `recipient` objects, each with its `emailAddress`.
+fn parse_recipients(list: Vec<Value>) -> Result<Vec<Recipient>, ApiError> {
+    let path = "invitedUserMessageInfo.ccRecipients";
+    let mut out = Vec::new();
+    for item in list {
+        let Value::Object(mut item) = item else {
+            return Err(ApiError::bad_request(format!("'{path}' must hold recipient objects.")));
+        };
+        odata::take_type(&mut item, "microsoft.graph.recipient", path)?;
+        let mut address = take_object(&mut item, "emailAddress", &format!("{path}.emailAddress"))?
+            .ok_or_else(|| ApiError::bad_request(format!("'{path}.emailAddress' is required.")))?;
+        refuse_unknown(&item, &format!("{path}."))?;
+        let apath = format!("{path}.emailAddress");
+        odata::take_type(&mut address, "microsoft.graph.emailAddress", &apath)?;
+        let addr: Option<String> = take(&mut address, "address", &format!("{apath}.address"))?;
+        let name: Option<String> = take(&mut address, "name", &format!("{apath}.name"))?;
+        refuse_unknown(&address, &format!("{apath}."))?;
+        match addr {
+            // Graph's own answers carry a recipient with a null address when there is none;
+            // a script that sends such an answer back means "no copy".
+            None if name.is_none() => {}
+            None => return Err(ApiError::bad_request(format!("'{apath}.address' is required."))),
+            Some(address) => out.push(Recipient { address, name }),
+        }
+    }
+    Ok(out)
+}
+
+/// Reads `invitedUserSponsors` (v1.0): directory objects, of which Vestibule keeps one sponsor.
+fn parse_sponsors(list: Vec<Value>) -> Result<Option<String>, ApiError> {
+    let path = "invitedUserSponsors";
+    if list.len() > 1 {
+        return Err(ApiError::bad_request(
+            "'invitedUserSponsors' may hold one sponsor: in Vestibule each person has one sponsor, an active member of the organization.",
+        ));
+    }
+    let Some(item) = list.into_iter().next() else { return Ok(None) };
+    let Value::Object(mut item) = item else {
+        return Err(ApiError::bad_request(format!("'{path}' must hold objects with an 'id'.")));
+    };
+    // A sponsor is a user; Graph also takes a group, which Vestibule cannot sponsor with.
+    if item
+        .get("@odata.type")
+        .and_then(Value::as_str)
+        .is_some_and(|t| t.trim_start_matches('#').eq_ignore_ascii_case("microsoft.graph.directoryObject"))
+    {
+        item.remove("@odata.type");
+    }
+    odata::take_type(&mut item, "microsoft.graph.user", path)?;
+    let id: Option<String> = take(&mut item, "id", &format!("{path}.id"))?;
+    refuse_unknown(&item, &format!("{path}."))?;
+    let id = id
+        .filter(|i| !i.is_empty() && i.len() <= 64)
+        .ok_or_else(|| ApiError::bad_request(format!("'{path}.id' is required: the user id of the sponsor.")))?;
+    Ok(Some(id))
+}
+
+/// Reads the body field by field, so that each problem names its field. `@odata.type` is
+/// accepted where Graph's SDKs write it, and must then name the right type.
 fn parse_request(body: &[u8]) -> Result<CreateRequest, ApiError> {
     let mut obj = parse_object(body)?;
+    odata::take_type(&mut obj, "microsoft.graph.invitation", "")?;
     let email: Option<String> = take(&mut obj, "invitedUserEmailAddress", "invitedUserEmailAddress")?;
     let redirect: Option<String> = take(&mut obj, "inviteRedirectUrl", "inviteRedirectUrl")?;
     let display_name = take(&mut obj, "invitedUserDisplayName", "invitedUserDisplayName")?;
     let send = take(&mut obj, "sendInvitationMessage", "sendInvitationMessage")?.unwrap_or(false);
-    let user_type = take(&mut obj, "invitedUserType", "invitedUserType")?;
-    let info: Option<Map<String, Value>> = take(&mut obj, "invitedUserMessageInfo", "invitedUserMessageInfo")?;
+    let user_type: Option<String> = take(&mut obj, "invitedUserType", "invitedUserType")?;
+    let info = take_object(&mut obj, "invitedUserMessageInfo", "invitedUserMessageInfo")?;
     let reset = take(&mut obj, "resetRedemption", "resetRedemption")?.unwrap_or(false);
-    let invited_user: Option<Map<String, Value>> = take(&mut obj, "invitedUser", "invitedUser")?;
+    let invited_user = take_object(&mut obj, "invitedUser", "invitedUser")?;
+    let sponsors: Option<Vec<Value>> = take(&mut obj, "invitedUserSponsors", "invitedUserSponsors")?;
     refuse_unknown(&obj, "")?;
+    // Graph reads the user type in any case ("guest", "MEMBER").
+    let user_type = user_type.map(|t| match t.to_ascii_lowercase().as_str() {
+        "guest" => "Guest".to_owned(),
+        "member" => "Member".to_owned(),
+        _ => t,
+    });
     let mut req = CreateRequest { display_name, send, user_type, reset, ..CreateRequest::default() };
     if let Some(mut info) = info {
+        odata::take_type(&mut info, "microsoft.graph.invitedUserMessageInfo", "invitedUserMessageInfo")?;
         req.message = take(&mut info, "customizedMessageBody", "invitedUserMessageInfo.customizedMessageBody")?;
         req.language = take(&mut info, "messageLanguage", "invitedUserMessageInfo.messageLanguage")?;
-        req.cc = take(&mut info, "ccRecipients", "invitedUserMessageInfo.ccRecipients")?.unwrap_or_default();
+        let cc: Option<Vec<Value>> = take(&mut info, "ccRecipients", "invitedUserMessageInfo.ccRecipients")?;
         refuse_unknown(&info, "invitedUserMessageInfo.")?;
+        req.cc = parse_recipients(cc.unwrap_or_default())?;
+    }
+    if req
+        .language
+        .as_ref()
+        .is_some_and(|l| l.len() > 35 || l.chars().any(|c| !(c.is_ascii_alphanumeric() || c == '-' || c == '_')))
+    {
+        return Err(ApiError::bad_request(
+            "'invitedUserMessageInfo.messageLanguage' must be a language tag such as 'fr-FR'.",
+        ));
     }
     if req.cc.len() > 1 {
         return Err(ApiError::bad_request("'invitedUserMessageInfo.ccRecipients' may hold at most one recipient."));
     }
-    if let Some(cc) = req.cc.first()
-        && Email::parse(&cc.email_address.address).is_err()
-    {
-        return Err(ApiError::bad_request(
-            "'invitedUserMessageInfo.ccRecipients.emailAddress.address' is not a valid email address.",
-        ));
+    if let Some(cc) = req.cc.first() {
+        if Email::parse(&cc.address).is_err() {
+            return Err(ApiError::bad_request(
+                "'invitedUserMessageInfo.ccRecipients.emailAddress.address' is not a valid email address.",
+            ));
+        }
+        if cc.name.as_ref().is_some_and(|n| n.chars().count() > 200) {
+            return Err(ApiError::bad_request(
+                "'invitedUserMessageInfo.ccRecipients.emailAddress.name' is longer than 200 characters.",
+            ));
+        }
     }
     if let Some(mut user) = invited_user {
+        odata::take_type(&mut user, "microsoft.graph.user", "invitedUser")?;
         req.invited_user_id = take(&mut user, "id", "invitedUser.id")?;
         refuse_unknown(&user, "invitedUser.")?;
     }
+    req.sponsor_id = parse_sponsors(sponsors.unwrap_or_default())?;
     req.email = email.ok_or_else(|| ApiError::bad_request("'invitedUserEmailAddress' is required."))?;
     req.redirect_url = redirect.ok_or_else(|| ApiError::bad_request("'inviteRedirectUrl' is required."))?;
     if req.reset && req.invited_user_id.is_none() {
@@ -100,6 +181,7 @@ fn api_field(field: &str) -> &'static str {
         "message" => "invitedUserMessageInfo.customizedMessageBody",
         "redirect_url" => "inviteRedirectUrl",
         "user_type" => "invitedUserType",
+        "sponsor" => "invitedUserSponsors",
         _ => "invitedUser",
     }
 }
@@ -136,12 +218,27 @@ fn graph_status(inv: &Invitation) -> &'static str {
     }
 }
 
-/// The Graph `invitation` object of a stored invitation.
-fn invitation_json(inv: &Invitation, redeem_url: Option<&str>, language: Option<&str>, cc: &[Recipient]) -> Value {
-    serde_json::json!({
+/// The Graph `invitation` object of a stored invitation, with what the client sent beyond
+/// the invitation row (its language tag as written, its CC recipient, its sponsor).
+fn invitation_json(
+    base: &str,
+    inv: &Invitation,
+    redeem_url: Option<&str>,
+    details: Option<&InvitationApiDetails>,
+) -> Value {
+    // Without a details row (an invitation made in the console), the stored name stands.
+    let display_name = match details {
+        Some(d) => d.display_name.clone(),
+        None => Some(inv.display_name.clone()),
+    };
+    let details = details.cloned().unwrap_or_default();
+    // Graph answers a recipient with null fields when there is no copy (learn.microsoft.com/graph/api/invitation-post).
+    let cc = serde_json::json!([{ "emailAddress": { "name": details.cc_name, "address": details.cc_address } }]);
+    let mut value = serde_json::json!({
+        "@odata.context": format!("{base}/api/v1.0/$metadata#invitations/$entity"),
         "id": inv.id,
         "invitedUserEmailAddress": inv.email,
-        "invitedUserDisplayName": inv.display_name,
+        "invitedUserDisplayName": display_name,
         "invitedUserType": inv.user_type,
         "inviteRedirectUrl": inv.redirect_url,
         "inviteRedeemUrl": redeem_url,
@@ -150,11 +247,15 @@ fn invitation_json(inv: &Invitation, redeem_url: Option<&str>, language: Option<
         "status": graph_status(inv),
         "invitedUserMessageInfo": {
             "customizedMessageBody": inv.message,
-            "messageLanguage": language.map(str::to_owned).or_else(|| inv.language.clone()),
+            "messageLanguage": details.message_language.or_else(|| inv.language.clone()),
             "ccRecipients": cc,
         },
-        "invitedUser": { "id": inv.membership_id },
-    })
+        "invitedUser": { "id": inv.membership_id, "userPrincipalName": inv.email },
+    });
+    if let Some(sponsor) = details.sponsor_id {
+        value["invitedUserSponsors"] = serde_json::json!([{ "id": sponsor }]);
+    }
+    value
 }
 
 /// `POST /api/v1.0/invitations`.
@@ -285,11 +386,21 @@ async fn create_invitation(
         group_ids: Vec::new(),
         app_id: None,
     };
+    let details = InvitationApiDetails {
+        invitation_id: String::new(),
+        display_name: r.display_name.clone(),
+        message_language: r.language.clone(),
+        cc_address: r.cc.first().map(|c| c.address.clone()),
+        cc_name: r.cc.first().and_then(|c| c.name.clone()),
+        sponsor_id: r.sponsor_id.clone(),
+    };
     let opts = InviteOptions {
         rate_limit: state.settings.throttle_enabled,
         resend_existing: true,
-        cc: r.cc.first().map(|c| (c.email_address.address.clone(), c.email_address.name.clone())),
+        cc: r.cc.first().map(|c| (c.address.clone(), c.name.clone())),
         reset_membership: r.invited_user_id.clone().filter(|_| r.reset),
+        sponsor: r.sponsor_id.clone(),
+        api_details: Some(details.clone()),
     };
     let actor = caller.actor(req);
     let (org, member, public_url) = (caller.org.clone(), caller.member.clone(), state.settings.public_url.clone());
@@ -312,7 +423,7 @@ async fn create_invitation(
         }
         Err(e) => return Err(service_error(e)),
     };
-    Ok(invitation_json(&inv, redeem_url.as_deref(), r.language.as_deref(), &r.cc))
+    Ok(invitation_json(&state.settings.base_url(), &inv, redeem_url.as_deref(), Some(&details)))
 }
 
 /// `GET /api/v1.0/invitations/{id}`: never shows the redeem link again.
@@ -320,10 +431,15 @@ pub async fn get(req: HttpRequest, state: web::Data<AppState>, id: web::Path<Str
     let result = async {
         let caller = authenticate(&req, &state).await?;
         let (org_id, id) = (caller.org.id.clone(), id.into_inner());
-        let inv = with_conn(&state, move |c| Ok(invitations::find_in_org(c, &org_id, &id)?))
-            .await?
-            .ok_or_else(ApiError::not_found)?;
-        Ok(json(StatusCode::OK, &invitation_json(&inv, None, None, &[])))
+        let (inv, details) = with_conn(&state, move |c| {
+            let Some(inv) = invitations::find_in_org(c, &org_id, &id)? else { return Ok(None) };
+            let details = invitations::api_details(c, &inv.id)?;
+            Ok(Some((inv, details)))
+        })
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+        let base = state.settings.base_url();
+        Ok(json(StatusCode::OK, &invitation_json(&base, &inv, None, details.as_ref())))
     }
     .await;
     respond(&req, result)

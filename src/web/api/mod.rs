@@ -4,6 +4,7 @@
 //! of actix or of the database ever reaches a client.
 
 mod invitations;
+mod odata;
 pub mod openapi;
 mod users;
 
@@ -36,17 +37,47 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("delete", "/api/v1.0/users/{id}"),
 ];
 
-/// Registers the API routes (the same ones as [`ROUTES`]) and the OpenAPI document.
+/// Registers the API routes (the same ones as [`ROUTES`]) and the OpenAPI document. Another
+/// method on a known path is answered 405 with `Allow`, as Graph does.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/api/v1.0/invitations").route(web::post().to(invitations::create)))
-        .service(web::resource("/api/v1.0/invitations/{id}").route(web::get().to(invitations::get)))
-        .service(web::resource("/api/v1.0/users").route(web::get().to(users::list)))
-        .service(
-            web::resource("/api/v1.0/users/{id}")
-                .route(web::get().to(users::get))
-                .route(web::delete().to(users::delete)),
-        )
-        .service(web::resource("/api/openapi.json").route(web::get().to(openapi::serve)));
+    cfg.service(
+        web::resource("/api/v1.0/invitations")
+            .route(web::post().to(invitations::create))
+            .default_service(web::to(|req: HttpRequest| not_allowed(req, "POST"))),
+    )
+    .service(
+        web::resource("/api/v1.0/invitations/{id}")
+            .route(web::get().to(invitations::get))
+            .default_service(web::to(|req: HttpRequest| not_allowed(req, "GET"))),
+    )
+    .service(
+        web::resource("/api/v1.0/users")
+            .route(web::get().to(users::list))
+            .default_service(web::to(|req: HttpRequest| not_allowed(req, "GET"))),
+    )
+    .service(
+        web::resource("/api/v1.0/users/{id}")
+            .route(web::get().to(users::get))
+            .route(web::delete().to(users::delete))
+            .default_service(web::to(|req: HttpRequest| not_allowed(req, "GET, DELETE"))),
+    )
+    .service(
+        web::resource("/api/openapi.json")
+            .route(web::get().to(openapi::serve))
+            .default_service(web::to(|req: HttpRequest| not_allowed(req, "GET"))),
+    );
+}
+
+/// 405 for a method the path does not take, with `Allow` and Graph's code and words.
+async fn not_allowed(req: HttpRequest, allow: &'static str) -> HttpResponse {
+    let mut res = ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "Request_BadRequest",
+        "Specified HTTP method is not allowed for the request target.",
+    )
+    .response(&req);
+    res.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+    res
 }
 
 /// A refusal, answered as Graph-shaped JSON.
@@ -66,6 +97,11 @@ impl ApiError {
     /// 400 naming what is wrong.
     pub fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "Request_BadRequest", message)
+    }
+
+    /// 400 for a query Graph would also refuse as unsupported (code `Request_UnsupportedQuery`).
+    pub fn unsupported_query(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "Request_UnsupportedQuery", message)
     }
 
     /// 401: no usable key.

@@ -1,0 +1,2 @@
+DROP TABLE signin_codes;
+ALTER TABLE organizations DROP COLUMN email_codes;
