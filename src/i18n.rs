@@ -77,6 +77,7 @@ const EN_FILES: &[&str] = &[
     include_str!("../locales/en/bulk.txt"),
     include_str!("../locales/en/api.txt"),
     include_str!("../locales/en/oidc.txt"),
+    include_str!("../locales/en/idp.txt"),
     include_str!("../locales/en/signin.txt"),
 ];
 const FR_FILES: &[&str] = &[
@@ -87,6 +88,7 @@ const FR_FILES: &[&str] = &[
     include_str!("../locales/fr/bulk.txt"),
     include_str!("../locales/fr/api.txt"),
     include_str!("../locales/fr/oidc.txt"),
+    include_str!("../locales/fr/idp.txt"),
     include_str!("../locales/fr/signin.txt"),
 ];
 

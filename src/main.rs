@@ -1,5 +1,5 @@
 //! The `vestibule` command line: `serve` (default), `migrate`, `org create`, `app create`,
-//! `app secret rotate`, `keys rotate`, `api-key create`, `invite`.
+//! `app secret rotate`, `keys rotate`, `api-key create`, `invite`, `idp add|list|remove`.
 
 use std::io::Read;
 use std::process::ExitCode;
@@ -59,6 +59,53 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Manage the identity providers an organization's guests sign in with (federation).
+    Idp {
+        #[command(subcommand)]
+        command: IdpCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum IdpCommand {
+    /// Add an identity provider once its issuer answers discovery; prints the redirect URI to register.
+    Add {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        issuer: String,
+        #[arg(long)]
+        client_id: String,
+        /// Read the client secret from standard input (required: secrets never go on the command line).
+        #[arg(long, required = true)]
+        client_secret_stdin: bool,
+        /// The email domains it serves, separated by commas.
+        #[arg(long)]
+        domains: String,
+        /// How the issuer is checked: generic, entra (multi-tenant Microsoft Entra ID) or google.
+        #[arg(long, default_value = "generic", value_parser = ["generic", "entra", "google"])]
+        kind: String,
+        /// Scopes asked besides openid, email and profile (space-separated).
+        #[arg(long, default_value = "")]
+        extra_scopes: String,
+        /// Take the provider's email claim as verified even without email_verified.
+        #[arg(long)]
+        trust_email: bool,
+    },
+    /// List an organization's identity providers.
+    List {
+        #[arg(long)]
+        org: String,
+    },
+    /// Remove an identity provider by name.
+    Remove {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        name: String,
     },
 }
 
@@ -197,6 +244,7 @@ fn main() -> ExitCode {
             println!("new signing key: {kid} (running servers use it within a minute)");
             Ok(())
         }),
+        Command::Idp { command } => idp(&settings, command),
         Command::Invite { org, csv, dry_run, as_email } => {
             bulk_cli::invite(&settings, &org, &csv, dry_run, as_email.as_deref())
         }
@@ -221,6 +269,57 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
         app.run_until_stopped().await?;
         Ok(())
     })
+}
+
+fn idp(settings: &Settings, command: IdpCommand) -> anyhow::Result<()> {
+    use vestibule::services::idp::{self, providers};
+    match command {
+        IdpCommand::Add {
+            org,
+            name,
+            issuer,
+            client_id,
+            client_secret_stdin: _,
+            domains,
+            kind,
+            extra_scopes,
+            trust_email,
+        } => {
+            let mut secret = String::new();
+            std::io::stdin().read_to_string(&mut secret)?;
+            let input = providers::ProviderInput {
+                kind,
+                name,
+                issuer,
+                client_id,
+                client_secret: secret.trim_end_matches(['\r', '\n']).to_owned(),
+                extra_scopes,
+                domains,
+                trust_email: trust_email.then(|| "on".to_owned()),
+            };
+            let pool = prepare_database(settings)?;
+            std::fs::create_dir_all(&settings.data_dir)?;
+            let key = vestibule::startup::load_or_create_secret(&settings.data_dir)?;
+            let fed = idp::Federation::new(&key, &settings.base_url())?;
+            let added = actix_web::rt::System::new().block_on(providers::add_for_cli(&pool, &fed, &org, &input))?;
+            println!("added identity provider {} ({})", added.name, added.issuer);
+            println!("redirect URI to register at the provider: {}", fed.callback_url);
+            Ok(())
+        }
+        IdpCommand::List { org } => {
+            let pool = prepare_database(settings)?;
+            for line in providers::list_for_cli(&mut *pool.get()?, &org)? {
+                println!("{line}");
+            }
+            Ok(())
+        }
+        IdpCommand::Remove { org, name } => {
+            let pool = prepare_database(settings)?;
+            providers::remove_for_cli(&mut *pool.get()?, &org, &name)?;
+            println!("removed identity provider {name}");
+            Ok(())
+        }
+    }
 }
 
 fn create_org(settings: &Settings, input: NewOrg, password_stdin: bool) -> anyhow::Result<()> {

@@ -153,8 +153,18 @@ impl Application {
         let oidc = crate::services::oidc::Provider::new(Duration::from_millis(settings.oidc_keys_reload_ms));
         let metrics_bind = settings.metrics_bind.clone();
         let metrics = Arc::new(crate::metrics::Metrics::new());
-        let state =
-            web::Data::new(AppState { settings, pool: pool.clone(), csrf_key, mail_wake, bulk_wake, oidc, metrics });
+        let mut idp = crate::services::idp::Federation::new(&secret, &settings.base_url())?;
+        idp.throttle = settings.throttle_enabled;
+        let state = web::Data::new(AppState {
+            settings,
+            pool: pool.clone(),
+            csrf_key,
+            mail_wake,
+            bulk_wake,
+            oidc,
+            idp,
+            metrics,
+        });
         let metrics_state = state.clone();
         let store = DbSessionStore::new(pool.clone());
 

@@ -22,6 +22,8 @@ pub struct AppState {
     pub oidc: crate::services::oidc::Provider,
     /// Operations metrics (`/metrics`).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Federation with guests' home identity providers: the HTTP client and the secrets' key.
+    pub idp: crate::services::idp::Federation,
 }
 
 impl AppState {

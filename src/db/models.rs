@@ -420,3 +420,59 @@ pub struct InvitationApiDetails {
     pub cc_name: Option<String>,
     pub sponsor_id: Option<String>,
 }
+
+/// An identity provider of an organization (federation, design §10). `client_secret` is sealed
+/// (see `services::idp::secret`), never the plain secret.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = idp_providers)]
+pub struct IdpProvider {
+    pub id: String,
+    pub org_id: String,
+    pub name: String,
+    /// `generic`, `entra` or `google` (how the issuer is checked).
+    pub kind: String,
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: String,
+    /// Scopes asked besides `openid email profile`, space-separated.
+    pub extra_scopes: String,
+    /// The provider's `email` claim is taken as verified even without `email_verified`.
+    pub trust_email: bool,
+    pub created_at: PrimitiveDateTime,
+}
+
+/// An email domain a provider serves.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = idp_domains)]
+pub struct IdpDomain {
+    pub idp_id: String,
+    pub domain: String,
+}
+
+/// An account bound to an identity at a provider.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = idp_bindings)]
+pub struct IdpBinding {
+    pub issuer: String,
+    pub subject: String,
+    pub user_id: String,
+    pub provider_name: String,
+    pub created_at: PrimitiveDateTime,
+}
+
+/// An authorization request waiting for the provider's answer (single use).
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = idp_requests)]
+pub struct IdpRequest {
+    pub state_hash: String,
+    pub idp_id: String,
+    pub nonce: String,
+    pub pkce_verifier: String,
+    /// `signin` or `redeem`.
+    pub purpose: String,
+    pub invitation_id: Option<String>,
+    /// Where the browser goes once signed in (sealed: a redemption path holds the link's token).
+    pub target: String,
+    pub expires_at: PrimitiveDateTime,
+    pub created_at: PrimitiveDateTime,
+}

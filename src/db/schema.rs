@@ -382,3 +382,55 @@ diesel::table! {
         sponsor_id -> Nullable<Text>,
     }
 }
+
+diesel::table! {
+    idp_providers (id) {
+        id -> Text,
+        org_id -> Text,
+        name -> Text,
+        kind -> Text,
+        issuer -> Text,
+        client_id -> Text,
+        client_secret -> Text,
+        extra_scopes -> Text,
+        trust_email -> Bool,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    idp_domains (idp_id, domain) {
+        idp_id -> Text,
+        domain -> Text,
+    }
+}
+
+diesel::table! {
+    idp_bindings (issuer, subject) {
+        issuer -> Text,
+        subject -> Text,
+        user_id -> Text,
+        provider_name -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    idp_requests (state_hash) {
+        state_hash -> Text,
+        idp_id -> Text,
+        nonce -> Text,
+        pkce_verifier -> Text,
+        purpose -> Text,
+        invitation_id -> Nullable<Text>,
+        target -> Text,
+        expires_at -> Timestamp,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(idp_domains -> idp_providers (idp_id));
+diesel::joinable!(idp_providers -> organizations (org_id));
+diesel::allow_tables_to_appear_in_same_query!(idp_domains, idp_providers, organizations);
+diesel::joinable!(idp_bindings -> users (user_id));
+diesel::allow_tables_to_appear_in_same_query!(idp_bindings, users);

@@ -51,6 +51,28 @@ fn check_scheme(url: &Url) -> Result<(), RedirectProblem> {
     }
 }
 
+/// Checks the issuer URL of an identity provider by the same rule as redirect targets: `https`,
+/// or plain `http` on `localhost`/`127.0.0.1` (development and tests); no credentials, query or
+/// fragment. Returns it without a trailing slash (issuers are compared as strings).
+pub fn check_issuer(input: &str) -> Result<String, RedirectProblem> {
+    let input = input.trim();
+    if input.len() > MAX_TARGET_CHARS || has_forbidden_chars(input) {
+        return Err(RedirectProblem::Malformed);
+    }
+    let url = Url::parse(input).map_err(|_| RedirectProblem::Malformed)?;
+    if url.cannot_be_a_base()
+        || url.host_str().is_none()
+        || !url.username().is_empty()
+        || url.password().is_some()
+        || url.query().is_some()
+        || url.fragment().is_some()
+    {
+        return Err(RedirectProblem::Malformed);
+    }
+    check_scheme(&url)?;
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
 /// Longest redirect target accepted (a local path or an absolute URL).
 pub const MAX_TARGET_CHARS: usize = 2048;
 
@@ -115,6 +137,18 @@ pub fn check_redirect(target: &str, public_url: &Url, allowed_origins: &[&str]) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn issuers_are_https_or_local_http() {
+        assert_eq!(check_issuer("https://accounts.google.com/"), Ok("https://accounts.google.com".into()));
+        assert_eq!(check_issuer("http://127.0.0.1:8080/o/partner"), Ok("http://127.0.0.1:8080/o/partner".into()));
+        assert_eq!(check_issuer("http://localhost/x"), Ok("http://localhost/x".into()));
+        assert_eq!(check_issuer("http://idp.example.com"), Err(RedirectProblem::InsecureScheme));
+        assert_eq!(check_issuer("ftp://idp.example.com"), Err(RedirectProblem::Malformed));
+        assert_eq!(check_issuer("https://u:p@idp.example.com"), Err(RedirectProblem::Malformed));
+        assert_eq!(check_issuer("https://idp.example.com/?x=1"), Err(RedirectProblem::Malformed));
+        assert_eq!(check_issuer("not a url"), Err(RedirectProblem::Malformed));
+    }
 
     fn public() -> Url {
         Url::parse("https://portal.example.com").unwrap()

@@ -58,6 +58,10 @@ pub mod action {
     pub const OIDC_SECRET_ROTATED: &str = "oidc.secret_rotated";
     pub const OIDC_ACCESS_DENIED: &str = "oidc.access_denied";
     pub const OIDC_REPLAY: &str = "oidc.replay_detected";
+    pub const IDP_ADDED: &str = "idp.added";
+    pub const IDP_REMOVED: &str = "idp.removed";
+    pub const IDP_BOUND: &str = "idp.bound";
+    pub const IDP_REFUSED: &str = "idp.refused";
     pub const CODE_SENT: &str = "code.sent";
     pub const CODE_FAILED: &str = "code.failed";
     pub const PASSWORD_RESET_REQUESTED: &str = "account.password_reset_requested";
@@ -114,6 +118,10 @@ pub mod action {
         OIDC_SECRET_ROTATED,
         OIDC_ACCESS_DENIED,
         OIDC_REPLAY,
+        IDP_ADDED,
+        IDP_REMOVED,
+        IDP_BOUND,
+        IDP_REFUSED,
         CODE_SENT,
         CODE_FAILED,
         PASSWORD_RESET_REQUESTED,

@@ -255,6 +255,8 @@ pub fn reset_redemption(
             ))
             .execute(conn)?;
         crate::services::oidc::access::revoke_for_membership(conn, &m.id)?;
+        // Whoever redeems again proves who they are afresh: the old account's provider bindings go.
+        crate::services::idp::clear_bindings(conn, &m.user_id)?;
         // Any older pending invitation of this membership dies with the reset.
         diesel::update(
             invitations::table

@@ -116,6 +116,25 @@ pub fn signin_succeeded(conn: &mut DbConnection, email: &str, ip: Option<&str>) 
     give_back(conn, &addr)
 }
 
+/// Sign-ins started through identity providers per client address and window: each one makes
+/// Vestibule fetch the provider's discovery document and keep a request row.
+pub const IDP_STARTS_PER_ADDRESS: i64 = 30;
+/// Refused provider answers audited per client address and window (refusals past it are still
+/// refused, only not recorded again).
+pub const IDP_REFUSALS_AUDITED_PER_ADDRESS: i64 = 30;
+/// The window of both.
+pub const IDP_WINDOW: time::Duration = time::Duration::minutes(10);
+
+/// Takes one identity-provider start for the client address `ip`.
+pub fn take_idp_start(conn: &mut DbConnection, ip: &str) -> QueryResult<Option<u64>> {
+    take(conn, &format!("idp-start:{ip}"), IDP_STARTS_PER_ADDRESS, IDP_WINDOW)
+}
+
+/// Takes one audited refusal for the client address `ip`.
+pub fn take_idp_refusal(conn: &mut DbConnection, ip: &str) -> QueryResult<Option<u64>> {
+    take(conn, &format!("idp-refused:{ip}"), IDP_REFUSALS_AUDITED_PER_ADDRESS, IDP_WINDOW)
+}
+
 /// Takes one one-time-code email for `invitation_id`: `Some(retry_after)` when too many were sent.
 pub fn take_code_send(conn: &mut DbConnection, invitation_id: &str) -> QueryResult<Option<u64>> {
     take(conn, &format!("code:{invitation_id}"), CODE_SENDS_PER_HOUR, time::Duration::hours(1))

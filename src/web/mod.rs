@@ -5,6 +5,7 @@ pub mod admin;
 pub mod api;
 pub mod csrf;
 pub mod extract;
+pub mod federation;
 pub mod guest;
 pub mod inviting;
 pub mod member;
@@ -219,5 +220,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     sponsor::routes(cfg);
     api::routes(cfg);
     oidc::routes(cfg);
+    federation::routes(cfg);
     metrics::routes(cfg);
 }

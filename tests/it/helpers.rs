@@ -284,6 +284,8 @@ pub struct Browser {
 
 impl Browser {
     pub fn new(base: &str) -> Browser {
+        // reqwest is built without a TLS provider of its own (see Cargo.toml).
+        vestibule::services::idp::install_tls_provider();
         let client = reqwest::Client::builder().cookie_store(true).redirect(Policy::none()).build().unwrap();
         Browser { client, base: base.to_owned(), csrf: Mutex::new(None) }
     }

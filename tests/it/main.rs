@@ -15,6 +15,7 @@ mod bulk;
 mod bulk_excel;
 mod bulk_kill;
 mod faults;
+mod federation;
 mod fuzz;
 mod graph_examples;
 mod groups_apps;

@@ -5,6 +5,7 @@ mod apps;
 mod audit;
 mod bulk;
 mod groups;
+mod identity_providers;
 mod invite;
 mod lifecycle;
 mod settings;
@@ -28,6 +29,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     audit::routes(cfg);
     bulk::routes(cfg);
     api_keys::routes(cfg);
+    identity_providers::routes(cfg);
 }
 
 /// Counts for the console home: members, guests, pending.
