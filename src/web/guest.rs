@@ -470,9 +470,7 @@ async fn accept(
                 .unwrap_or(fallback);
             Ok(see_other(&target))
         }
-        Err(ServiceError::WrongState) => {
-            render(StatusCode::GONE, &DeadLinkPage::dead(ctx, live.org.name.clone()))
-        }
+        Err(ServiceError::WrongState) => render(StatusCode::GONE, &DeadLinkPage::dead(ctx, live.org.name.clone())),
         Err(ServiceError::Forbidden) => render(
             StatusCode::FORBIDDEN,
             &RefusedPage { ctx, org_name: live.org.name.clone(), reason: "policy.redeem_refused" },

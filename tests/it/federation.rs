@@ -172,6 +172,15 @@ async fn new_guest_redeems_then_signs_in_through_the_provider(acme: TestApp) {
     assert_eq!(choices.len(), 1);
     assert_eq!(choices[0].name, "Partner");
     let later = w.acme.browser();
+    // Identifier first: /signin, given an address of the provider's domain, goes straight to the
+    // provider (the same start URL); an address of another domain gets the password/code step.
+    let res = later.post("/signin", &[("email", GUEST), ("next", "/account")]).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&res), choices[0].start_url);
+    let res = later.post("/signin", &[("email", "someone@elsewhere.test")]).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let step2 = res.text().await.unwrap();
+    assert!(step2.contains(r#"type="password""#) && !step2.contains("Continue with Partner"));
     let callback = through_partner(&w, &later, &at_partner, &choices[0].start_url).await;
     let res = later.get(&callback).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
