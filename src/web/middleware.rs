@@ -206,12 +206,16 @@ pub async fn render_errors(
         let cause = res.response().error().map(|e| format!("{e:?}")).unwrap_or_default();
         tracing::error!(request_id = %request_id, status = status.as_u16(), cause = %cause, "request failed");
     }
-    let retry_after = res.headers().get(header::RETRY_AFTER).cloned();
+    // Headers that say how to retry or how to authenticate survive the friendly body.
+    let kept: Vec<_> = [header::RETRY_AFTER, header::WWW_AUTHENTICATE, header::ALLOW]
+        .into_iter()
+        .filter_map(|name| res.headers().get(&name).cloned().map(|v| (name, v)))
+        .collect();
     let (req, _old) = res.into_parts();
     let csrf = req.extensions().get::<crate::web::csrf::CsrfToken>().map(|t| t.0.clone());
     let mut new_res = error_answer(kind, status, lang, is_api, request_id, csrf);
-    if let Some(v) = retry_after {
-        new_res.headers_mut().insert(header::RETRY_AFTER, v);
+    for (name, v) in kept {
+        new_res.headers_mut().insert(name, v);
     }
     Ok(ServiceResponse::new(req, new_res))
 }

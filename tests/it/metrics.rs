@@ -42,6 +42,7 @@ async fn metrics_count_what_operators_watch(db: Db) {
     assert_eq!(client.get(&url).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
     let wrong = client.get(&url).bearer_auth("scrape-token-0123456780").send().await.unwrap();
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(wrong.headers().get("www-authenticate").map(|v| v.to_str().unwrap()), Some("Bearer"), "RFC 6750");
     let res = client.get(&url).bearer_auth(TOKEN).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert!(res.headers().get("content-type").unwrap().to_str().unwrap().starts_with("application/openmetrics-text"));
