@@ -420,3 +420,26 @@ pub struct InvitationApiDetails {
     pub cc_name: Option<String>,
     pub sponsor_id: Option<String>,
 }
+
+/// A person's TOTP second factor (unconfirmed while enrolment waits for the first code).
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = second_factors)]
+pub struct SecondFactor {
+    pub user_id: String,
+    /// The shared secret, base32 (RFC 4648, no padding).
+    pub secret: String,
+    pub confirmed_at: Option<PrimitiveDateTime>,
+    /// The last TOTP time step accepted (a code is never accepted twice).
+    pub last_step: Option<i64>,
+    pub created_at: PrimitiveDateTime,
+}
+
+/// A single-use recovery code (only its SHA-256 is kept).
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = recovery_codes)]
+pub struct RecoveryCode {
+    pub code_hash: String,
+    pub user_id: String,
+    pub used_at: Option<PrimitiveDateTime>,
+    pub created_at: PrimitiveDateTime,
+}

@@ -15,6 +15,7 @@ mod groups_apps;
 mod instances;
 mod lifecycle;
 mod mail;
+mod mfa;
 mod oidc;
 mod policy;
 mod redeem;

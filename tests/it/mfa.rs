@@ -1,0 +1,177 @@
+//! The second factor (issue 10): enrolment on `/account/second-factor`, the code step of
+//! sign-in, recovery codes, throttling, removal. Codes are computed with `totp-rs` from the
+//! key the page shows, as an authenticator app would.
+
+use diesel::prelude::*;
+use reqwest::StatusCode;
+use vestibule::db::schema::{audit_events, recovery_codes, second_factors};
+
+use crate::helpers::{Browser, PASSWORD, TestApp, location};
+use crate::on_both_databases;
+
+const ADMIN: &str = "admin@acme.test";
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// The code an authenticator app would show at `time` for the base32 `secret`.
+fn code_at(secret: &str, time: u64) -> String {
+    let totp = totp_rs::Builder::new()
+        .with_algorithm(totp_rs::Algorithm::SHA1)
+        .with_digits(6)
+        .with_step_duration(30)
+        .with_secret(totp_rs::Secret::try_from_base32(secret).unwrap())
+        .build()
+        .unwrap();
+    totp.generate(time).to_string()
+}
+
+/// The text between `start` and the next `end` in `body`.
+fn between<'a>(body: &'a str, start: &str, end: &str) -> &'a str {
+    let i = body.find(start).unwrap_or_else(|| panic!("{start} in the page")) + start.len();
+    &body[i..i + body[i..].find(end).unwrap()]
+}
+
+/// Enrols the signed-in `b` (the account `email`): returns the key, the time its first code
+/// was computed at, and the recovery codes shown.
+async fn enrol(app: &TestApp, b: &Browser, email: &str) -> (String, u64, Vec<String>) {
+    let (_, body) = b.get_text("/account").await;
+    assert!(body.contains("href=\"/account/second-factor\""), "the account page leads to enrolment");
+    let res = b.post("/account/second-factor/start", &[]).await;
+    assert_eq!(location(&res), "/account/second-factor");
+    let (status, body) = b.get_text("/account/second-factor").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("<svg"), "a QR code drawn as SVG");
+    let secret = between(&body, "id=\"totp-secret\">", "<").to_owned();
+    assert!(secret.len() >= 32, "a 160-bit key in base32: {secret}");
+    // A wrong code does not confirm.
+    let t0 = now();
+    let good = code_at(&secret, t0);
+    let bad = if good == "000000" { "111111" } else { "000000" };
+    let res = b.post("/account/second-factor/confirm", &[("code", bad)]).await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(res.text().await.unwrap().contains("This code is not right"));
+    assert!(!app.with_conn(|c| {
+        second_factors::table.select(second_factors::confirmed_at.is_not_null()).first::<bool>(c).unwrap()
+    }));
+    let before = app.smtp.count_for(email);
+    let res = b.post("/account/second-factor/confirm", &[("code", &good)]).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let body = res.text().await.unwrap();
+    let list = between(&body, "id=\"recovery-codes\">", "</ul>");
+    let codes: Vec<String> =
+        list.split("<li>").skip(1).map(|s| s.split("</li>").next().unwrap().trim().to_owned()).collect();
+    assert_eq!(codes.len(), 10, "ten recovery codes: {list}");
+    // Shown once: the page does not show them again.
+    let (_, again) = b.get_text("/account/second-factor").await;
+    assert!(!again.contains(&codes[0]) && again.contains("Recovery codes left: 10."));
+    // Stored hashed only.
+    let stored: Vec<String> =
+        app.with_conn(|c| recovery_codes::table.select(recovery_codes::code_hash).load(c).unwrap());
+    assert_eq!(stored.len(), 10);
+    assert!(stored.iter().all(|h| h.len() == 64 && !codes.iter().any(|c| h.contains(c.as_str()))));
+    let mail = app.smtp.wait_for_nth(email, before + 1).await;
+    assert_eq!(mail.header("Subject").unwrap(), "A second factor was added to your Vestibule account");
+    (secret, t0, codes)
+}
+
+/// Signs in with the password: the code step is next, and nothing is signed in yet.
+async fn password_step(b: &Browser, email: &str) {
+    let res = b.post("/signin", &[("email", email), ("password", PASSWORD), ("next", "/account")]).await;
+    assert_eq!(location(&res), "/signin/second-factor");
+    let res = b.get("/account").await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER, "not signed in before the second factor");
+    let (status, body) = b.get_text("/signin/second-factor").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("autocomplete=\"one-time-code\"") && body.contains("Use a recovery code instead"));
+}
+
+fn actions(app: &TestApp) -> Vec<(String, Option<String>)> {
+    app.with_conn(|c| audit_events::table.select((audit_events::action, audit_events::detail)).load(c).unwrap())
+}
+
+async fn enrol_then_sign_in_with_a_code_once_and_a_recovery_code_once(app: TestApp) {
+    let admin = app.admin().await;
+    let (secret, t0, codes) = enrol(&app, &admin, ADMIN).await;
+    assert!(actions(&app).iter().any(|(a, _)| a == "account.mfa_enrolled"));
+
+    // A new browser: password, then the code of the next step (within ±1 step, not used yet).
+    let b = app.browser();
+    password_step(&b, ADMIN).await;
+    let code = code_at(&secret, t0 + 30);
+    let res = b.post("/signin/second-factor", &[("code", &code)]).await;
+    assert_eq!(location(&res), "/account", "on to where the sign-in was going");
+    assert_eq!(b.get("/account").await.status(), StatusCode::OK);
+    assert!(actions(&app).iter().any(|(a, d)| a == "signin.succeeded" && d.as_deref() == Some("password+mfa")));
+
+    // The same code again (its window is not over): refused.
+    let b2 = app.browser();
+    password_step(&b2, ADMIN).await;
+    let res = b2.post("/signin/second-factor", &[("code", &code)]).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert!(res.text().await.unwrap().contains("This code is not right"));
+    assert_eq!(b2.get("/account").await.status(), StatusCode::SEE_OTHER);
+
+    // A recovery code works once, and the page says how many are left.
+    let (_, body) = b2.get_text("/signin/second-factor?recovery=1").await;
+    assert!(body.contains("Recovery code"));
+    let res = b2.post("/signin/second-factor", &[("recovery", "1"), ("code", &codes[3].to_uppercase())]).await;
+    assert_eq!(location(&res), "/account/second-factor?recovery_used=1");
+    let (_, body) = b2.get_text(&location(&res)).await;
+    assert!(body.contains("You signed in with a recovery code. Recovery codes left: 9."), "count shown");
+    let b3 = app.browser();
+    password_step(&b3, ADMIN).await;
+    let res = b3.post("/signin/second-factor", &[("recovery", "1"), ("code", &codes[3])]).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert!(res.text().await.unwrap().contains("This recovery code is not right, or was already used."));
+
+    // New recovery codes need a current code (a used one is refused).
+    let res = admin.post("/account/second-factor/recovery", &[("code", &code)]).await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}
+on_both_databases!(enrol_then_sign_in_with_a_code_once_and_a_recovery_code_once);
+
+async fn wrong_codes_are_throttled_and_removal_needs_a_code_or_the_password(app: TestApp) {
+    let admin = app.admin().await;
+    let (secret, t0, _) = enrol(&app, &admin, ADMIN).await;
+    let b = app.browser();
+    password_step(&b, ADMIN).await;
+    let right = code_at(&secret, t0 + 30);
+    let wrong = if right == "123456" { "654321" } else { "123456" };
+    for _ in 0..5 {
+        let res = b.post("/signin/second-factor", &[("code", wrong)]).await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    // Paused: even the right code waits.
+    let res = b.post("/signin/second-factor", &[("code", &right)]).await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(res.headers().get("retry-after").is_some());
+    assert!(res.text().await.unwrap().contains("Too many wrong codes"));
+    assert_eq!(b.get("/account").await.status(), StatusCode::SEE_OTHER);
+    let failed = actions(&app).iter().filter(|(a, _)| a == "signin.mfa_failed").count();
+    assert_eq!(failed, 5);
+    // Counted in the database: the pause holds for the account's own page too.
+    let res = admin.post("/account/second-factor/remove", &[("password", PASSWORD)]).await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    app.with_conn(|c| {
+        diesel::delete(vestibule::db::schema::rate_counters::table).execute(c).unwrap();
+    });
+
+    // Removal: a wrong password is refused, the right one removes factor and codes.
+    let res = admin.post("/account/second-factor/remove", &[("code", ""), ("password", "not the password")]).await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let before = app.smtp.count_for(ADMIN);
+    let res = admin.post("/account/second-factor/remove", &[("code", ""), ("password", PASSWORD)]).await;
+    assert_eq!(location(&res), "/account?done=mfa_removed");
+    let left: (i64, i64) = app.with_conn(|c| {
+        (second_factors::table.count().get_result(c).unwrap(), recovery_codes::table.count().get_result(c).unwrap())
+    });
+    assert_eq!(left, (0, 0));
+    let mail = app.smtp.wait_for_nth(ADMIN, before + 1).await;
+    assert_eq!(mail.header("Subject").unwrap(), "The second factor of your Vestibule account was removed");
+    assert!(actions(&app).iter().any(|(a, _)| a == "account.mfa_removed"));
+    // The password alone signs in again.
+    app.browser().sign_in(ADMIN, PASSWORD).await;
+}
+on_both_databases!(wrong_codes_are_throttled_and_removal_needs_a_code_or_the_password);
