@@ -373,6 +373,8 @@ pub struct OidcCode {
     pub expires_at: PrimitiveDateTime,
     pub used_at: Option<PrimitiveDateTime>,
     pub created_at: PrimitiveDateTime,
+    /// How the person signed in (`amr` values, space-separated).
+    pub amr: Option<String>,
 }
 
 /// An access or refresh token (only its SHA-256 is stored).
@@ -392,6 +394,8 @@ pub struct OidcToken {
     pub used_at: Option<PrimitiveDateTime>,
     pub revoked_at: Option<PrimitiveDateTime>,
     pub created_at: PrimitiveDateTime,
+    /// How the person signed in (`amr` values, space-separated).
+    pub amr: Option<String>,
 }
 
 /// A one-time sign-in code sent to an address (only its hash is kept).

@@ -338,6 +338,7 @@ diesel::table! {
         expires_at -> Timestamp,
         used_at -> Nullable<Timestamp>,
         created_at -> Timestamp,
+        amr -> Nullable<Text>,
     }
 }
 
@@ -356,6 +357,7 @@ diesel::table! {
         used_at -> Nullable<Timestamp>,
         revoked_at -> Nullable<Timestamp>,
         created_at -> Timestamp,
+        amr -> Nullable<Text>,
     }
 }
 

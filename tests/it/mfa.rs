@@ -175,3 +175,72 @@ async fn wrong_codes_are_throttled_and_removal_needs_a_code_or_the_password(app:
     app.browser().sign_in(ADMIN, PASSWORD).await;
 }
 on_both_databases!(wrong_codes_are_throttled_and_removal_needs_a_code_or_the_password);
+
+/// An OpenID Connect code flow by hand (public client, PKCE) for the signed-in `b`: the claims
+/// of the ID token (its payload; the RP tests in oidc.rs verify signatures).
+async fn id_token_claims(app: &TestApp, b: &Browser) -> serde_json::Value {
+    use base64::Engine;
+    use sha2::Digest;
+    use vestibule::services::oidc::clients;
+    const REDIRECT: &str = "http://localhost:9999/callback";
+    let created = app.with_conn(|c| {
+        clients::create_for_cli(c, "acme", "Wiki", "https://wiki.example", &[REDIRECT.to_owned()], true).unwrap()
+    });
+    let org = app.with_conn(|c| vestibule::services::orgs::find_by_slug(c, "acme").unwrap().unwrap().id);
+    let mid: String = app.with_conn(|c| {
+        use vestibule::db::schema::{memberships, users};
+        memberships::table
+            .inner_join(users::table)
+            .filter(users::email.eq(ADMIN))
+            .select(memberships::id)
+            .first(c)
+            .unwrap()
+    });
+    app.with_conn(|c| vestibule::services::apps::assign_membership(c, &org, &created.app.id, &mid).unwrap());
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let verifier = "a-verifier-long-enough-for-rfc-7636-pkce-0123456789";
+    let challenge = b64.encode(sha2::Sha256::digest(verifier.as_bytes()));
+    let url = format!(
+        "/o/acme/oidc/authorize?response_type=code&client_id={}&redirect_uri={}&scope=openid&state=s1&nonce=n1&code_challenge={challenge}&code_challenge_method=S256",
+        created.client_id,
+        url::form_urlencoded::byte_serialize(REDIRECT.as_bytes()).collect::<String>()
+    );
+    let res = b.get(&url).await;
+    assert_eq!(res.status(), StatusCode::FOUND, "authorize: {}", res.text().await.unwrap());
+    let loc = url::Url::parse(&location(&res)).unwrap();
+    let code = loc.query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
+    let res = reqwest::Client::new()
+        .post(format!("{}/o/acme/oidc/token", app.base))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", verifier),
+            ("client_id", &created.client_id),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let json: serde_json::Value = res.json().await.unwrap();
+    let jwt = json["id_token"].as_str().unwrap();
+    serde_json::from_slice(&b64.decode(jwt.split('.').nth(1).unwrap()).unwrap()).unwrap()
+}
+
+async fn id_tokens_say_how_the_person_signed_in(app: TestApp) {
+    let admin = app.admin().await;
+    let (secret, t0, _) = enrol(&app, &admin, ADMIN).await;
+    // The enrolling session signed in with the password alone.
+    let claims = id_token_claims(&app, &admin).await;
+    assert_eq!(claims["amr"], serde_json::json!(["pwd"]));
+    // With the second factor: pwd, otp and mfa.
+    let b = app.browser();
+    password_step(&b, ADMIN).await;
+    let res = b.post("/signin/second-factor", &[("code", &code_at(&secret, t0 + 30))]).await;
+    assert_eq!(location(&res), "/account");
+    let claims = id_token_claims(&app, &b).await;
+    assert_eq!(claims["amr"], serde_json::json!(["pwd", "otp", "mfa"]));
+    let (_, discovery) = b.get_text("/o/acme/.well-known/openid-configuration").await;
+    assert!(discovery.contains("\"amr\""), "amr is among claims_supported");
+}
+on_both_databases!(id_tokens_say_how_the_person_signed_in);

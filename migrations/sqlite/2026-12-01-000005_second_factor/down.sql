@@ -1,2 +1,4 @@
+ALTER TABLE oidc_tokens DROP COLUMN amr;
+ALTER TABLE oidc_codes DROP COLUMN amr;
 DROP TABLE recovery_codes;
 DROP TABLE second_factors;

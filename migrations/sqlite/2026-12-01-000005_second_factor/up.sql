@@ -18,3 +18,8 @@ CREATE TABLE recovery_codes (
     created_at TIMESTAMP NOT NULL
 );
 CREATE INDEX recovery_codes_user ON recovery_codes (user_id);
+
+-- How the person signed in (RFC 8176 `amr` values, space-separated: pwd, otp, mfa, fed), kept
+-- with the authorization code and the tokens so that every ID token of the grant carries it.
+ALTER TABLE oidc_codes ADD COLUMN amr TEXT;
+ALTER TABLE oidc_tokens ADD COLUMN amr TEXT;
