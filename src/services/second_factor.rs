@@ -261,12 +261,12 @@ pub fn regenerate(
 }
 
 /// Removes the factor and its recovery codes (the caller verified a code or the password, or
-/// an admin resets it: `by_admin`); the person is told by email and the change recorded.
-/// `Ok(false)` when there was nothing to remove.
+/// an admin of the organization `reset_in` resets it); the person is told by email and the
+/// change recorded. `Ok(false)` when there was nothing to remove.
 pub fn remove(
     conn: &mut DbConnection,
     user_id: &str,
-    by_admin: bool,
+    reset_in: Option<&str>,
     actor: &Actor,
     notice: &Notice,
 ) -> Result<bool, ServiceError> {
@@ -277,9 +277,9 @@ pub fn remove(
             return Ok(false);
         }
         let user = accounts::find_by_id(conn, user_id)?.ok_or(ServiceError::NotFound)?;
-        notify(conn, &user, if by_admin { "reset" } else { "removed" }, actor, notice)?;
-        let act = if by_admin { action::MFA_RESET } else { action::MFA_REMOVED };
-        audit::record(conn, actor, None, act, Some(user_id), None)?;
+        notify(conn, &user, if reset_in.is_some() { "reset" } else { "removed" }, actor, notice)?;
+        let act = if reset_in.is_some() { action::MFA_RESET } else { action::MFA_REMOVED };
+        audit::record(conn, actor, reset_in, act, Some(user_id), None)?;
         Ok(true)
     })
 }

@@ -28,6 +28,8 @@ pub struct UserFilter {
     pub search: Option<String>,
     /// Keyset cursor: created_at and id of the last row of the previous page.
     pub after: Option<(PrimitiveDateTime, String)>,
+    /// Only people without a (confirmed) second factor.
+    pub no_second_factor: bool,
 }
 
 /// One line of the users list.
@@ -113,6 +115,13 @@ pub fn list(conn: &mut DbConnection, org_id: &str, filter: &UserFilter) -> Query
         // never walks the whole organization to test each row.
         let ids = matching_user_ids(conn, search)?;
         q = q.filter(memberships::user_id.eq_any(ids));
+    }
+    if filter.no_second_factor {
+        let enrolled: Vec<String> = crate::db::schema::second_factors::table
+            .filter(crate::db::schema::second_factors::confirmed_at.is_not_null())
+            .select(crate::db::schema::second_factors::user_id)
+            .load(conn)?;
+        q = q.filter(memberships::user_id.ne_all(enrolled));
     }
     if let Some((at, id)) = &filter.after {
         q = q.filter(

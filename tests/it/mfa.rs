@@ -244,3 +244,37 @@ async fn id_tokens_say_how_the_person_signed_in(app: TestApp) {
     assert!(discovery.contains("\"amr\""), "amr is among claims_supported");
 }
 on_both_databases!(id_tokens_say_how_the_person_signed_in);
+
+async fn an_admin_sees_and_resets_a_second_factor(app: TestApp) {
+    let admin = app.admin().await;
+    let mid = crate::policy::add_person(&app, "acme", "pat@partner.test", "Guest", "none");
+    let pat = app.browser();
+    pat.sign_in("pat@partner.test", PASSWORD).await;
+    assert!(
+        admin.get_text("/o/acme/admin/users?mfa=none").await.1.contains("pat@partner.test"),
+        "listed without a second factor"
+    );
+    let page = format!("/o/acme/admin/users/{mid}");
+    let (_, body) = admin.get_text(&page).await;
+    assert!(between(&body, "id=\"second-factor\">", "</dd>").contains("None"));
+    enrol(&app, &pat, "pat@partner.test").await;
+    assert!(
+        !admin.get_text("/o/acme/admin/users?mfa=none").await.1.contains("pat@partner.test"),
+        "no longer listed once enrolled"
+    );
+    let (_, body) = admin.get_text(&page).await;
+    assert!(between(&body, "id=\"second-factor\">", "</dd>").contains("Set up"));
+
+    let before = app.smtp.count_for("pat@partner.test");
+    let res = admin.post(&format!("{page}/second-factor/reset"), &[]).await;
+    assert_eq!(location(&res), format!("{page}?done=mfa_reset"));
+    let (_, body) = admin.get_text(&location(&res)).await;
+    assert!(body.contains("The second factor was reset"));
+    assert_eq!(app.with_conn(|c| second_factors::table.count().get_result::<i64>(c).unwrap()), 0);
+    let mail = app.smtp.wait_for_nth("pat@partner.test", before + 1).await;
+    assert_eq!(mail.header("Subject").unwrap(), "An administrator reset your second factor");
+    assert!(actions(&app).iter().any(|(a, _)| a == "account.mfa_reset"));
+    // The password alone signs Pat in again.
+    app.browser().sign_in("pat@partner.test", PASSWORD).await;
+}
+on_both_databases!(an_admin_sees_and_resets_a_second_factor);

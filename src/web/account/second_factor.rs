@@ -301,7 +301,7 @@ async fn remove(
     let (uid, public_url, lang) = (me.id.clone(), state.settings.public_url.clone(), ctx.lang);
     with_conn(&state, move |c| {
         let lang = user_lang(c, &uid, lang);
-        Ok(second_factor::remove(c, &uid, false, &act, &Notice { public_url: &public_url, lang })?)
+        Ok(second_factor::remove(c, &uid, None, &act, &Notice { public_url: &public_url, lang })?)
     })
     .await?;
     Ok(see_other("/account?done=mfa_removed"))
