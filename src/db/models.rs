@@ -5,7 +5,8 @@ use time::PrimitiveDateTime;
 
 use super::schema::*;
 use crate::domain::{
-    DomainMode, InvitationStatus, InvitePolicy, JobStatus, MembershipState, OutboxStatus, Role, RowStatus, UserType,
+    DomainMode, InvitationStatus, InvitePolicy, JobStatus, MembershipState, MfaPolicy, OutboxStatus, Role, RowStatus,
+    UserType,
 };
 
 /// An organization (tenant) and its settings.
@@ -31,9 +32,20 @@ pub struct Organization {
     pub guest_access_days: Option<i64>,
     /// Guests may sign in with a one-time code sent by email (design §10; on by default).
     pub email_codes: bool,
+    /// Who must have a second factor (issue 10).
+    pub mfa_policy: MfaPolicy,
 }
 
 impl Organization {
+    /// True when the person with `role` must have a second factor here.
+    pub fn requires_second_factor(&self, role: Role) -> bool {
+        match self.mfa_policy {
+            MfaPolicy::Nobody => false,
+            MfaPolicy::Admins => role == Role::Admin,
+            MfaPolicy::Everyone => true,
+        }
+    }
+
     /// Entries of the redirect allow-list, one origin per line.
     pub fn allowed_origins(&self) -> Vec<&str> {
         self.redirect_allowlist.lines().map(str::trim).filter(|l| !l.is_empty()).collect()

@@ -17,6 +17,7 @@ diesel::table! {
         invites_per_hour -> BigInt,
         guest_access_days -> Nullable<BigInt>,
         email_codes -> Bool,
+        mfa_policy -> Text,
     }
 }
 

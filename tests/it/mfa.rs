@@ -53,7 +53,9 @@ async fn enrol(app: &TestApp, b: &Browser, email: &str) -> (String, u64, Vec<Str
     assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert!(res.text().await.unwrap().contains("This code is not right"));
     assert!(!app.with_conn(|c| {
-        second_factors::table.select(second_factors::confirmed_at.is_not_null()).first::<bool>(c).unwrap()
+        use vestibule::db::schema::users;
+        let uid: String = users::table.filter(users::email.eq(email)).select(users::id).first(c).unwrap();
+        second_factors::table.find(uid).select(second_factors::confirmed_at.is_not_null()).first::<bool>(c).unwrap()
     }));
     let before = app.smtp.count_for(email);
     let res = b.post("/account/second-factor/confirm", &[("code", &good)]).await;
@@ -67,8 +69,11 @@ async fn enrol(app: &TestApp, b: &Browser, email: &str) -> (String, u64, Vec<Str
     let (_, again) = b.get_text("/account/second-factor").await;
     assert!(!again.contains(&codes[0]) && again.contains("Recovery codes left: 10."));
     // Stored hashed only.
-    let stored: Vec<String> =
-        app.with_conn(|c| recovery_codes::table.select(recovery_codes::code_hash).load(c).unwrap());
+    let stored: Vec<String> = app.with_conn(|c| {
+        use vestibule::db::schema::users;
+        let uid: String = users::table.filter(users::email.eq(email)).select(users::id).first(c).unwrap();
+        recovery_codes::table.filter(recovery_codes::user_id.eq(uid)).select(recovery_codes::code_hash).load(c).unwrap()
+    });
     assert_eq!(stored.len(), 10);
     assert!(stored.iter().all(|h| h.len() == 64 && !codes.iter().any(|c| h.contains(c.as_str()))));
     let mail = app.smtp.wait_for_nth(email, before + 1).await;
@@ -278,3 +283,64 @@ async fn an_admin_sees_and_resets_a_second_factor(app: TestApp) {
     app.browser().sign_in("pat@partner.test", PASSWORD).await;
 }
 on_both_databases!(an_admin_sees_and_resets_a_second_factor);
+
+async fn the_org_policy_leads_to_enrolment_before_the_console_and_before_consent(app: TestApp) {
+    let admin = app.admin().await;
+    crate::policy::add_person(&app, "acme", "gus@partner.test", "Guest", "none");
+    let gus = app.browser();
+    gus.sign_in("gus@partner.test", PASSWORD).await;
+
+    // Admins: the admin is led to enrolment, coming back to the console; guests are not asked.
+    let res = admin.save_settings(&[("mfa_policy", "admins")]).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let res = admin.get("/o/acme/admin/users").await;
+    assert_eq!(location(&res), "/account/second-factor?next=%2Fo%2Facme%2Fadmin%2Fusers");
+    assert_eq!(gus.get("/o/acme/apps").await.status(), StatusCode::OK);
+    let (_, body) = admin.get_text(&location(&res)).await;
+    assert!(body.contains("This organization requires a second factor."));
+    let res = admin.post("/account/second-factor/start", &[("next", "/o/acme/admin/users")]).await;
+    assert_eq!(location(&res), "/account/second-factor?next=%2Fo%2Facme%2Fadmin%2Fusers");
+    let (_, body) = admin.get_text(&location(&res)).await;
+    let secret = between(&body, "id=\"totp-secret\">", "<").to_owned();
+    let res = admin
+        .post("/account/second-factor/confirm", &[("code", &code_at(&secret, now())), ("next", "/o/acme/admin/users")])
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let body = res.text().await.unwrap();
+    assert!(body.contains("id=\"codes-done\" href=\"/o/acme/admin/users\""), "back to where the admin was going");
+    assert_eq!(admin.get("/o/acme/admin/users").await.status(), StatusCode::OK);
+    let (_, settings) = admin.get_text("/o/acme/admin/settings").await;
+    assert!(settings.contains("name=\"mfa_policy\" value=\"admins\" checked"));
+
+    // Everyone: the guest too; a new guest sets it up before consenting.
+    let res = admin.save_settings(&[("mfa_policy", "everyone")]).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&gus.get("/o/acme/apps").await), "/account/second-factor?next=%2Fo%2Facme%2Fapps");
+    let res = admin.save_settings(&[("mfa_policy", "sometimes")]).await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    let link = crate::redeem::invite_by_email(&app, &admin, "pat@partner.test").await;
+    let pat = app.browser();
+    pat.get_text(&link).await;
+    let before = app.smtp.count_for("pat@partner.test");
+    pat.post(&format!("{link}/code/send"), &[]).await;
+    let mail = app.smtp.wait_for_nth("pat@partner.test", before + 1).await;
+    let code: String = mail.header("Subject").unwrap().chars().take_while(char::is_ascii_digit).collect();
+    let res = pat.post(&format!("{link}/code"), &[("display_name", "Pat Partner"), ("code", &code)]).await;
+    let consent = format!("{link}/consent");
+    assert_eq!(location(&res), consent);
+    let to_enrol = format!(
+        "/account/second-factor?next={}",
+        url::form_urlencoded::byte_serialize(consent.as_bytes()).collect::<String>()
+    );
+    assert_eq!(location(&pat.get(&consent).await), to_enrol, "enrolment before consent");
+    assert_eq!(location(&pat.post(&format!("{link}/accept"), &[]).await), to_enrol, "no accepting around it");
+    enrol(&app, &pat, "pat@partner.test").await;
+    let (status, body) = pat.get_text(&consent).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("Acme Corp"));
+    let res = pat.post(&format!("{link}/accept"), &[]).await;
+    assert_eq!(location(&res), "/o/acme/apps");
+    assert_eq!(pat.get("/o/acme/apps").await.status(), StatusCode::OK);
+}
+on_both_databases!(the_org_policy_leads_to_enrolment_before_the_console_and_before_consent);

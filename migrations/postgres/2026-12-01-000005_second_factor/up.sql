@@ -23,3 +23,6 @@ CREATE INDEX recovery_codes_user ON recovery_codes (user_id);
 -- with the authorization code and the tokens so that every ID token of the grant carries it.
 ALTER TABLE oidc_codes ADD COLUMN amr TEXT;
 ALTER TABLE oidc_tokens ADD COLUMN amr TEXT;
+
+-- Who in an organization must have a second factor: nobody, admins or everyone.
+ALTER TABLE organizations ADD COLUMN mfa_policy TEXT NOT NULL DEFAULT 'nobody';

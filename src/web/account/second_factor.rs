@@ -16,7 +16,7 @@ use crate::services::audit::{self, action};
 use crate::services::second_factor::{self, Notice};
 use crate::services::{FieldErrors, ServiceError, accounts, rate};
 use crate::state::AppState;
-use crate::web::{Ctx, Errors, actor, ok, render, see_other, with_conn};
+use crate::web::{Ctx, Errors, actor, ok, render, safe_next, see_other, with_conn};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(manage_page)
@@ -98,6 +98,8 @@ struct ManagePage {
     recovery_left: i64,
     /// The person just signed in with a recovery code (the page says how many are left).
     recovery_used: bool,
+    /// Where to go once enrolled (empty: the account page); set when a policy requires it.
+    next: String,
     has_password: bool,
 }
 
@@ -127,6 +129,7 @@ async fn load(state: &AppState, ctx: Ctx, user_id: &str) -> Result<ManagePage, A
         codes: Vec::new(),
         recovery_left: left,
         recovery_used: false,
+        next: String::new(),
         has_password: user.password_hash.is_some(),
     })
 }
@@ -141,20 +144,35 @@ async fn manage_page(
 ) -> Result<HttpResponse, AppError> {
     let mut page = load(&state, ctx, &signed_in.0.id).await?;
     page.recovery_used = q.recovery_used.is_some();
+    page.next = q.next.as_deref().map(|n| safe_next(Some(n))).filter(|n| n != "/").unwrap_or_default();
     ok(&page)
 }
 
 #[derive(Deserialize)]
 struct ManageQuery {
     recovery_used: Option<String>,
+    /// Where to go once enrolled (an organization that requires a second factor).
+    next: Option<String>,
 }
 
 /// Starts enrolment: a new secret (an unfinished enrolment starts again).
 #[post("/account/second-factor/start")]
-async fn start(state: web::Data<AppState>, signed_in: SignedIn) -> Result<HttpResponse, AppError> {
+async fn start(
+    state: web::Data<AppState>,
+    signed_in: SignedIn,
+    form: web::Form<CodeForm>,
+) -> Result<HttpResponse, AppError> {
     let uid = signed_in.0.id.clone();
+    let next = form.next.as_deref().map(|n| safe_next(Some(n))).filter(|n| n != "/");
+    let back = match next {
+        Some(n) => format!(
+            "/account/second-factor?next={}",
+            url::form_urlencoded::byte_serialize(n.as_bytes()).collect::<String>()
+        ),
+        None => "/account/second-factor".to_owned(),
+    };
     match with_conn(&state, move |c| Ok(second_factor::start(c, &uid))).await? {
-        Ok(_) | Err(ServiceError::WrongState) => Ok(see_other("/account/second-factor")),
+        Ok(_) | Err(ServiceError::WrongState) => Ok(see_other(&back)),
         Err(e) => Err(e.into()),
     }
 }
@@ -168,6 +186,9 @@ struct CodeForm {
     /// On the sign-in step: the code typed is a recovery code.
     #[serde(default)]
     recovery: Option<String>,
+    /// On enrolment: where to go once done.
+    #[serde(default)]
+    next: Option<String>,
 }
 
 /// Re-renders the page with `errors` on the form `failed`.
@@ -200,6 +221,7 @@ async fn confirm(
         let res = refuse(&state, ctx, &me.id, "confirm", StatusCode::TOO_MANY_REQUESTS, errors).await?;
         return Ok(paused_response(res, wait));
     }
+    let next = form.next.as_deref().map(|n| safe_next(Some(n))).filter(|n| n != "/").unwrap_or_default();
     let act = actor(&req, Some(&me));
     let (uid, code, public_url, lang) = (me.id.clone(), form.code.clone(), state.settings.public_url.clone(), ctx.lang);
     let result = with_conn(&state, move |c| {
@@ -212,10 +234,15 @@ async fn confirm(
             attempt_succeeded(&state, &me.id).await?;
             let mut page = load(&state, ctx, &me.id).await?;
             page.codes = codes;
+            page.next = next;
             ok(&page)
         }
         Err(ServiceError::Invalid(errors)) => {
-            refuse(&state, ctx, &me.id, "confirm", StatusCode::UNPROCESSABLE_ENTITY, errors).await
+            let mut page = load(&state, ctx, &me.id).await?;
+            page.errors = Errors(errors);
+            page.failed = "confirm";
+            page.next = next;
+            render(StatusCode::UNPROCESSABLE_ENTITY, &page)
         }
         Err(ServiceError::NotFound | ServiceError::WrongState) => Ok(see_other("/account/second-factor")),
         Err(e) => Err(e.into()),
