@@ -22,6 +22,10 @@ pub enum AppError {
     BadRequest(String),
     #[error("sign-in required")]
     SignInRequired(String),
+    /// The organization requires a second factor the person has not set up: to enrolment,
+    /// then back to this path.
+    #[error("second factor required")]
+    SecondFactorRequired(String),
     #[error("too many requests")]
     TooManyRequests(u64),
     #[error("payload too large")]
@@ -118,7 +122,7 @@ impl AppError {
             AppError::Forbidden => ErrorKind::Forbidden,
             AppError::Csrf => ErrorKind::Csrf,
             AppError::BadRequest(_) => ErrorKind::BadRequest,
-            AppError::SignInRequired(_) => ErrorKind::Forbidden,
+            AppError::SignInRequired(_) | AppError::SecondFactorRequired(_) => ErrorKind::Forbidden,
             AppError::TooManyRequests(_) => ErrorKind::TooManyRequests,
             AppError::PayloadTooLarge => ErrorKind::PayloadTooLarge,
             AppError::Unavailable => ErrorKind::Unavailable,
@@ -138,7 +142,7 @@ impl ResponseError for AppError {
             AppError::NotFound => StatusCode::NOT_FOUND,
             AppError::Forbidden | AppError::Csrf => StatusCode::FORBIDDEN,
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            AppError::SignInRequired(_) => StatusCode::SEE_OTHER,
+            AppError::SignInRequired(_) | AppError::SecondFactorRequired(_) => StatusCode::SEE_OTHER,
             AppError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             AppError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -150,6 +154,13 @@ impl ResponseError for AppError {
         if let AppError::SignInRequired(next) = self {
             let target =
                 format!("/signin?next={}", url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>());
+            return HttpResponse::SeeOther().insert_header(("Location", target)).finish();
+        }
+        if let AppError::SecondFactorRequired(next) = self {
+            let target = format!(
+                "/account/second-factor?next={}",
+                url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
+            );
             return HttpResponse::SeeOther().insert_header(("Location", target)).finish();
         }
         let mut res = HttpResponse::build(self.status_code());

@@ -79,6 +79,7 @@ const EN_FILES: &[&str] = &[
     include_str!("../locales/en/oidc.txt"),
     include_str!("../locales/en/idp.txt"),
     include_str!("../locales/en/signin.txt"),
+    include_str!("../locales/en/mfa.txt"),
 ];
 const FR_FILES: &[&str] = &[
     include_str!("../locales/fr/core.txt"),
@@ -90,6 +91,7 @@ const FR_FILES: &[&str] = &[
     include_str!("../locales/fr/oidc.txt"),
     include_str!("../locales/fr/idp.txt"),
     include_str!("../locales/fr/signin.txt"),
+    include_str!("../locales/fr/mfa.txt"),
 ];
 
 fn parse_catalogue(files: &[&'static str]) -> HashMap<&'static str, &'static str> {

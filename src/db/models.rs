@@ -5,7 +5,8 @@ use time::PrimitiveDateTime;
 
 use super::schema::*;
 use crate::domain::{
-    DomainMode, InvitationStatus, InvitePolicy, JobStatus, MembershipState, OutboxStatus, Role, RowStatus, UserType,
+    DomainMode, InvitationStatus, InvitePolicy, JobStatus, MembershipState, MfaPolicy, OutboxStatus, Role, RowStatus,
+    UserType,
 };
 
 /// An organization (tenant) and its settings.
@@ -31,9 +32,20 @@ pub struct Organization {
     pub guest_access_days: Option<i64>,
     /// Guests may sign in with a one-time code sent by email (design §10; on by default).
     pub email_codes: bool,
+    /// Who must have a second factor (issue 10).
+    pub mfa_policy: MfaPolicy,
 }
 
 impl Organization {
+    /// True when the person with `role` must have a second factor here.
+    pub fn requires_second_factor(&self, role: Role) -> bool {
+        match self.mfa_policy {
+            MfaPolicy::Nobody => false,
+            MfaPolicy::Admins => role == Role::Admin,
+            MfaPolicy::Everyone => true,
+        }
+    }
+
     /// Entries of the redirect allow-list, one origin per line.
     pub fn allowed_origins(&self) -> Vec<&str> {
         self.redirect_allowlist.lines().map(str::trim).filter(|l| !l.is_empty()).collect()
@@ -373,6 +385,8 @@ pub struct OidcCode {
     pub expires_at: PrimitiveDateTime,
     pub used_at: Option<PrimitiveDateTime>,
     pub created_at: PrimitiveDateTime,
+    /// How the person signed in (`amr` values, space-separated).
+    pub amr: Option<String>,
 }
 
 /// An access or refresh token (only its SHA-256 is stored).
@@ -392,6 +406,8 @@ pub struct OidcToken {
     pub used_at: Option<PrimitiveDateTime>,
     pub revoked_at: Option<PrimitiveDateTime>,
     pub created_at: PrimitiveDateTime,
+    /// How the person signed in (`amr` values, space-separated).
+    pub amr: Option<String>,
 }
 
 /// A one-time sign-in code sent to an address (only its hash is kept).
@@ -474,5 +490,28 @@ pub struct IdpRequest {
     /// Where the browser goes once signed in (sealed: a redemption path holds the link's token).
     pub target: String,
     pub expires_at: PrimitiveDateTime,
+    pub created_at: PrimitiveDateTime,
+}
+
+/// A person's TOTP second factor (unconfirmed while enrolment waits for the first code).
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = second_factors)]
+pub struct SecondFactor {
+    pub user_id: String,
+    /// The shared secret, base32 (RFC 4648, no padding).
+    pub secret: String,
+    pub confirmed_at: Option<PrimitiveDateTime>,
+    /// The last TOTP time step accepted (a code is never accepted twice).
+    pub last_step: Option<i64>,
+    pub created_at: PrimitiveDateTime,
+}
+
+/// A single-use recovery code (only its SHA-256 is kept).
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = recovery_codes)]
+pub struct RecoveryCode {
+    pub code_hash: String,
+    pub user_id: String,
+    pub used_at: Option<PrimitiveDateTime>,
     pub created_at: PrimitiveDateTime,
 }

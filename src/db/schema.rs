@@ -17,6 +17,7 @@ diesel::table! {
         invites_per_hour -> BigInt,
         guest_access_days -> Nullable<BigInt>,
         email_codes -> Bool,
+        mfa_policy -> Text,
     }
 }
 
@@ -338,6 +339,7 @@ diesel::table! {
         expires_at -> Timestamp,
         used_at -> Nullable<Timestamp>,
         created_at -> Timestamp,
+        amr -> Nullable<Text>,
     }
 }
 
@@ -356,6 +358,7 @@ diesel::table! {
         used_at -> Nullable<Timestamp>,
         revoked_at -> Nullable<Timestamp>,
         created_at -> Timestamp,
+        amr -> Nullable<Text>,
     }
 }
 
@@ -434,3 +437,25 @@ diesel::joinable!(idp_providers -> organizations (org_id));
 diesel::allow_tables_to_appear_in_same_query!(idp_domains, idp_providers, organizations);
 diesel::joinable!(idp_bindings -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(idp_bindings, users);
+
+diesel::table! {
+    second_factors (user_id) {
+        user_id -> Text,
+        secret -> Text,
+        confirmed_at -> Nullable<Timestamp>,
+        last_step -> Nullable<BigInt>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    recovery_codes (code_hash) {
+        code_hash -> Text,
+        user_id -> Text,
+        used_at -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(second_factors, memberships);
+diesel::allow_tables_to_appear_in_same_query!(second_factors, users);

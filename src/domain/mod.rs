@@ -13,7 +13,8 @@ pub mod token;
 pub use email::Email;
 pub use slug::OrgSlug;
 pub use states::{
-    DomainMode, InvitationStatus, InvitePolicy, JobStatus, MembershipState, OutboxStatus, Role, RowStatus, UserType,
+    DomainMode, InvitationStatus, InvitePolicy, JobStatus, MembershipState, MfaPolicy, OutboxStatus, Role, RowStatus,
+    UserType,
 };
 
 /// The longest prefix of `s` of at most `max_bytes` bytes that ends on a character boundary:

@@ -10,13 +10,14 @@ use crate::domain::token::constant_time_eq;
 /// Scopes the provider knows; others are ignored (OpenID Connect Core §3.1.2.1).
 pub const SUPPORTED_SCOPES: [&str; 5] = ["openid", "profile", "email", "groups", "offline_access"];
 /// Claims the ID token and userinfo may carry.
-pub const SUPPORTED_CLAIMS: [&str; 14] = [
+pub const SUPPORTED_CLAIMS: [&str; 15] = [
     "iss",
     "sub",
     "aud",
     "exp",
     "iat",
     "auth_time",
+    "amr",
     "nonce",
     "email",
     "email_verified",

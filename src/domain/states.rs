@@ -121,6 +121,15 @@ text_enum! {
 }
 
 text_enum! {
+    /// Who in an organization must have a second factor (issue 10).
+    MfaPolicy {
+        Nobody => "nobody",
+        Admins => "admins",
+        Everyone => "everyone",
+    }
+}
+
+text_enum! {
     /// A member's role in an organization.
     Role {
         Admin => "admin",

@@ -196,3 +196,62 @@ mod tests {
         assert!(!mail.text.contains("/signin/reset/"), "no link to reset a password it does not have");
     }
 }
+
+/// Outbox kind of "second factor added / removed / reset" notices.
+pub const KIND_SECOND_FACTOR: &str = "second_factor";
+
+#[derive(Template)]
+#[template(path = "emails/second_factor.txt")]
+struct SecondFactorText<'a> {
+    tr: Tr,
+    name: &'a str,
+    subject: &'a str,
+    intro: String,
+    client_ip: Option<&'a str>,
+    account_url: String,
+}
+
+#[derive(Template)]
+#[template(path = "emails/second_factor.html")]
+struct SecondFactorHtml<'a> {
+    inner: &'a SecondFactorText<'a>,
+}
+
+/// Tells `user` that a second factor was added (`enrolled`), removed by them (`removed`) or
+/// reset by an administrator (`reset`), when and from which address.
+pub fn second_factor_changed(
+    user: &User,
+    event: &str,
+    when: &time::PrimitiveDateTime,
+    client_ip: Option<&str>,
+    public_url: &Url,
+    lang: Lang,
+) -> anyhow::Result<NewMail> {
+    let tr = lang.tr();
+    let (subject, intro) = match event {
+        "enrolled" => ("email.mfa.enrolled.subject", "email.mfa.enrolled.intro"),
+        "reset" => ("email.mfa.reset.subject", "email.mfa.reset.intro"),
+        _ => ("email.mfa.removed.subject", "email.mfa.removed.intro"),
+    };
+    let subject = tr.t(subject);
+    let text = SecondFactorText {
+        tr,
+        name: &user.display_name,
+        subject,
+        intro: tr.f2(intro, "email", &user.email, "date", &tr.datetime(when)),
+        client_ip,
+        account_url: public_url.join("/account")?.to_string(),
+    };
+    let html = SecondFactorHtml { inner: &text }.render()?;
+    Ok(NewMail {
+        kind: KIND_SECOND_FACTOR,
+        org_id: None,
+        invitation_id: None,
+        recipient: user.email.clone(),
+        from_name: "Vestibule".to_owned(),
+        reply_to: None,
+        subject: subject.to_owned(),
+        text: text.render()?,
+        html,
+    })
+}

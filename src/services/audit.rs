@@ -66,6 +66,11 @@ pub mod action {
     pub const CODE_FAILED: &str = "code.failed";
     pub const PASSWORD_RESET_REQUESTED: &str = "account.password_reset_requested";
     pub const PASSWORD_RESET_DONE: &str = "account.password_reset";
+    pub const MFA_ENROLLED: &str = "account.mfa_enrolled";
+    pub const MFA_REMOVED: &str = "account.mfa_removed";
+    pub const MFA_RECOVERY_REGENERATED: &str = "account.mfa_recovery_regenerated";
+    pub const MFA_RESET: &str = "account.mfa_reset";
+    pub const MFA_FAILED: &str = "signin.mfa_failed";
 
     /// Every action above, in the order the audit page offers them; a unit test keeps it complete.
     pub const ALL: &[&str] = &[
@@ -126,6 +131,11 @@ pub mod action {
         CODE_FAILED,
         PASSWORD_RESET_REQUESTED,
         PASSWORD_RESET_DONE,
+        MFA_ENROLLED,
+        MFA_REMOVED,
+        MFA_RECOVERY_REGENERATED,
+        MFA_RESET,
+        MFA_FAILED,
     ];
 }
 

@@ -19,6 +19,7 @@ pub mod policy;
 pub mod profile;
 pub mod rate;
 pub mod redeem;
+pub mod second_factor;
 pub mod sessions;
 pub mod signin_codes;
 pub mod users;

@@ -92,6 +92,7 @@ pub fn create_org(
             invites_per_hour: 50,
             guest_access_days: None,
             email_codes: true,
+            mfa_policy: crate::domain::MfaPolicy::Nobody,
         };
         diesel::insert_into(organizations::table).values(&row).execute(conn)?;
         let mut user = accounts::find_or_create(conn, &org.admin_email, &org.admin_name)?;
@@ -187,6 +188,8 @@ pub struct SettingsInput {
     pub guest_access_days: String,
     /// Guests may sign in with a one-time code sent by email.
     pub email_codes: bool,
+    /// Who must have a second factor: `nobody` (also when empty), `admins`, `everyone`.
+    pub mfa_policy: String,
 }
 
 /// Validates and saves organization settings.
@@ -283,9 +286,17 @@ pub fn update_settings(
     if access_days.is_none() {
         errors.add("guest_access_days", "settings.access_days_invalid");
     }
+    let mfa_policy = match input.mfa_policy.trim() {
+        "" => Some(crate::domain::MfaPolicy::Nobody),
+        s => crate::domain::MfaPolicy::parse(s),
+    };
+    if mfa_policy.is_none() {
+        errors.add("mfa_policy", "settings.mfa_policy_invalid");
+    }
     if !errors.is_empty() {
         return Err(ServiceError::Invalid(errors));
     }
+    let mfa_policy = mfa_policy.unwrap_or(org.mfa_policy);
     let (lang, lifetime) = (lang.unwrap_or_default(), lifetime.unwrap_or(14));
     let (per_hour, access_days) = (per_hour.unwrap_or(50), access_days.flatten());
     let invite_policy = invite_policy.unwrap_or(org.invite_policy);
@@ -303,6 +314,7 @@ pub fn update_settings(
                 organizations::invites_per_hour.eq(per_hour),
                 organizations::guest_access_days.eq(access_days),
                 organizations::email_codes.eq(input.email_codes),
+                organizations::mfa_policy.eq(mfa_policy),
             ))
             .execute(conn)?;
         let detail = serde_json::json!({
@@ -310,7 +322,7 @@ pub fn update_settings(
             "invite_lifetime_days": lifetime, "redirect_allowlist": origins,
             "invite_policy": invite_policy, "domain_mode": mode, "domain_list": domains,
             "invites_per_hour": per_hour, "guest_access_days": access_days,
-            "email_codes": input.email_codes,
+            "email_codes": input.email_codes, "mfa_policy": mfa_policy,
         })
         .to_string();
         audit::record(conn, actor, Some(&org.id), action::SETTINGS_CHANGED, Some(&org.slug), Some(&detail))?;

@@ -104,6 +104,7 @@ mod tests {
             invites_per_hour: 50,
             guest_access_days: None,
             email_codes: true,
+            mfa_policy: crate::domain::MfaPolicy::Nobody,
         }
     }
 

@@ -74,6 +74,8 @@ pub fn end_all(conn: &mut DbConnection, user_id: &str) -> QueryResult<usize> {
 pub const SID_KEY: &str = "sid";
 /// Session key of the time of sign-in (unix seconds): the `auth_time` of OpenID Connect.
 pub const AUTH_TIME_KEY: &str = "auth_time";
+/// Session key of how the person signed in: RFC 8176 `amr` values (`pwd`, `otp`, `mfa`, `fed`).
+pub const AMR_KEY: &str = "amr";
 /// Session-state key of the browser's User-Agent (copied to `sessions.user_agent` on save).
 pub const USER_AGENT_KEY: &str = "ua";
 /// Session-state key of the client address (copied to `sessions.client_ip` on save).

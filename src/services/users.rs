@@ -28,6 +28,8 @@ pub struct UserFilter {
     pub search: Option<String>,
     /// Keyset cursor: created_at and id of the last row of the previous page.
     pub after: Option<(PrimitiveDateTime, String)>,
+    /// Only people without a (confirmed) second factor.
+    pub no_second_factor: bool,
 }
 
 /// One line of the users list.
@@ -107,6 +109,13 @@ pub fn list(conn: &mut DbConnection, org_id: &str, filter: &UserFilter) -> Query
         }
         Some(list_state::REMOVED) | None => {}
         Some(s) => q = q.filter(memberships::state.eq(s.to_owned())).filter(memberships::left_at.is_null()),
+    }
+    if filter.no_second_factor {
+        // A subquery, not a list of ids: no parameter limit however many are enrolled.
+        use crate::db::schema::second_factors;
+        let enrolled =
+            second_factors::table.filter(second_factors::confirmed_at.is_not_null()).select(second_factors::user_id);
+        q = q.filter(diesel::dsl::not(memberships::user_id.eq_any(enrolled)));
     }
     if let Some((at, id)) = &filter.after {
         q = q.filter(

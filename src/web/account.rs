@@ -2,6 +2,7 @@
 
 mod profile;
 mod recover;
+pub mod second_factor;
 
 use actix_session::Session;
 use actix_web::http::StatusCode;
@@ -35,6 +36,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(set_password);
     profile::routes(cfg);
     recover::routes(cfg);
+    second_factor::routes(cfg);
 }
 
 /// Where `/signin` stands: the address first, then the way in, then (if chosen) the code.
@@ -196,13 +198,36 @@ impl WayIn {
             WayIn::Provider => "provider",
         }
     }
+
+    /// The way named by [`WayIn::as_str`].
+    pub fn parse(s: &str) -> Option<WayIn> {
+        [WayIn::Password, WayIn::EmailCode, WayIn::PasswordReset, WayIn::Provider].into_iter().find(|w| w.as_str() == s)
+    }
+
+    /// Authentication methods (RFC 8176 `amr` values) of this way in, with `mfa` and `otp`
+    /// added when a second factor followed.
+    pub fn amr(self, second_factor: bool) -> Vec<&'static str> {
+        let mut amr = vec![match self {
+            WayIn::Password | WayIn::PasswordReset => "pwd",
+            WayIn::EmailCode => "otp",
+            WayIn::Provider => "fed",
+        }];
+        if second_factor {
+            if !amr.contains(&"otp") {
+                amr.push("otp");
+            }
+            amr.push("mfa");
+        }
+        amr
+    }
 }
 
 /// Completes a sign-in, whatever the way in (password, emailed code, reset link, and later
-/// the provider callback and a second-factor step): forgets the account's sign-in failures,
-/// records `signin.succeeded` with the way in, starts the session (a new session id), sets the
-/// language switch to the person's language and redirects to `next` (a local path the caller
-/// has already judged with `domain::redirect::local_path`).
+/// the provider callback): forgets the account's sign-in failures; then, when the account has
+/// a second factor, parks the sign-in in the session and leads to the code step
+/// (`/signin/second-factor`, which calls [`complete_signin`] after a good code); otherwise
+/// completes it at once. `next` is a local path the caller has already judged with
+/// `domain::redirect::local_path`.
 pub async fn finish_signin(
     req: &HttpRequest,
     state: &AppState,
@@ -213,14 +238,38 @@ pub async fn finish_signin(
 ) -> Result<HttpResponse, AppError> {
     let ip = client_ip(req);
     signin_succeeded(state, &user.email, &ip).await?;
+    let uid = user.id.clone();
+    if with_conn(state, move |c| Ok(crate::services::second_factor::is_enrolled(c, &uid)?)).await? {
+        // A session that was signed in as someone else must not stay so while the code is asked.
+        session.clear();
+        session.renew();
+        return second_factor::park(session, &user.id, way, next);
+    }
+    complete_signin(req, state, session, user, way, false, next).await
+}
+
+/// The end of every sign-in: records `signin.succeeded` with the way in, starts the session (a
+/// new session id) with its authentication methods (`amr`), sets the language switch to the
+/// person's language and redirects to `next`.
+pub async fn complete_signin(
+    req: &HttpRequest,
+    state: &AppState,
+    session: &Session,
+    user: &User,
+    way: WayIn,
+    second_factor: bool,
+    next: &str,
+) -> Result<HttpResponse, AppError> {
     let mut act = actor(req, None);
     act.user_id = Some(user.id.clone());
     let uid = user.id.clone();
-    with_conn(state, move |c| {
-        Ok(audit::record(c, &act, None, action::SIGNIN_SUCCEEDED, Some(&uid), Some(way.as_str()))?)
-    })
-    .await?;
+    let detail = if second_factor { format!("{}+mfa", way.as_str()) } else { way.as_str().to_owned() };
+    with_conn(state, move |c| Ok(audit::record(c, &act, None, action::SIGNIN_SUCCEEDED, Some(&uid), Some(&detail))?))
+        .await?;
     let lang = start_session(req, session, user)?;
+    session
+        .insert(sessions::AMR_KEY, way.amr(second_factor))
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("session: {e}")))?;
     let mut res = see_other(next);
     if let Some(l) = lang {
         res.add_cookie(&language_cookie(l, state.settings.https())).ok();

@@ -40,14 +40,21 @@ async fn load(req: HttpRequest, admin: bool) -> Result<OrgContext, AppError> {
     })?;
     let state = state_of(&req)?;
     let (slug, uid) = (req.match_info().get("org").unwrap_or_default().to_owned(), user.id.clone());
-    let (org, membership) = with_conn(&state, move |c| {
+    let (org, membership, missing_factor) = with_conn(&state, move |c| {
         let org = orgs::find_by_slug(c, &slug)?.ok_or(AppError::NotFound)?;
         let m = orgs::membership_of(c, &org.id, &uid)?
             .filter(|m| orgs::is_active(m) && (!admin || m.role == Role::Admin))
             .ok_or(AppError::NotFound)?;
-        Ok((org, m))
+        let missing = org.requires_second_factor(m.role) && !crate::services::second_factor::is_enrolled(c, &uid)?;
+        Ok((org, m, missing))
     })
     .await?;
+    if missing_factor {
+        // The organization's policy: no way in until the person has a second factor.
+        return Err(AppError::SecondFactorRequired(
+            req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default(),
+        ));
+    }
     let actor = actor(&req, Some(&user));
     Ok(OrgContext { org, membership, user, actor })
 }

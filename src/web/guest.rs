@@ -413,13 +413,27 @@ fn invitee<'a>(ctx: &'a Ctx, live: &Live) -> Option<&'a crate::auth::SessionUser
     ctx.user.as_ref().filter(|u| u.email == live.invitation.email)
 }
 
+/// The organization requires a second factor of its guests and `user_id` has none: they set
+/// one up before consenting (`Err` is the redirect to enrolment, coming back to consent).
+async fn second_factor_first(state: &AppState, live: &Live, user_id: &str, token: &str) -> Result<(), AppError> {
+    if !live.org.requires_second_factor(crate::domain::Role::None) {
+        return Ok(());
+    }
+    let uid = user_id.to_owned();
+    if with_conn(state, move |c| Ok(crate::services::second_factor::is_enrolled(c, &uid)?)).await? {
+        return Ok(());
+    }
+    Err(AppError::SecondFactorRequired(format!("/redeem/{token}/consent")))
+}
+
 /// "Review permissions": what the organization will see.
 #[get("/redeem/{token}/consent")]
-async fn consent_page(ctx: Ctx, link: LiveLink) -> Result<HttpResponse, AppError> {
+async fn consent_page(state: web::Data<AppState>, ctx: Ctx, link: LiveLink) -> Result<HttpResponse, AppError> {
     let LiveLink { token, live } = link;
     let Some(user) = invitee(&ctx, &live).cloned() else {
         return Ok(see_other(&format!("/redeem/{token}")));
     };
+    second_factor_first(&state, &live, &user.id, &token).await?;
     ok(&ConsentPage {
         ctx,
         token,
@@ -443,6 +457,7 @@ async fn accept(
     let Some(signed) = invitee(&ctx, &live).cloned() else {
         return Ok(see_other(&format!("/redeem/{token}")));
     };
+    second_factor_first(&state, &live, &signed.id, &token).await?;
     let act = actor(&req, Some(&signed));
     let t = token.clone();
     let result = with_conn(&state, move |c| {

@@ -24,6 +24,7 @@ mod lifecycle;
 mod limits;
 mod mail;
 mod metrics;
+mod mfa;
 mod oidc;
 mod policy;
 mod process;

@@ -210,6 +210,7 @@ async fn oidc_code_flow_with_pkce_refresh_and_replay(app: TestApp) {
     assert_eq!(raw["user_type"], "Guest");
     assert_eq!(raw["groups"], serde_json::json!(["Partners"]));
     assert_eq!(raw["aud"], rp.client_id);
+    assert_eq!(raw["amr"], serde_json::json!(["pwd"]), "signed in with a password alone");
 
     let info: CoreUserInfoClaims =
         rp.rp.user_info(tokens.access_token().clone(), None).unwrap().request_async(&http).await.expect("userinfo");

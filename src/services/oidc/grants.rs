@@ -36,6 +36,8 @@ pub struct Authorized {
     pub nonce: Option<String>,
     pub scope: String,
     pub auth_time: PrimitiveDateTime,
+    /// How the person signed in (RFC 8176 `amr` values, space-separated), when known.
+    pub amr: Option<String>,
 }
 
 /// Stores a new single-use code (60 seconds) and returns it in plain text.
@@ -57,6 +59,7 @@ pub fn issue_code(conn: &mut DbConnection, a: &Authorized) -> QueryResult<String
         expires_at: now + time::Duration::seconds(CODE_TTL_SECONDS),
         used_at: None,
         created_at: now,
+        amr: a.amr.clone(),
     };
     diesel::insert_into(oidc_codes::table).values(&row).execute(conn)?;
     Ok(plain.expose().to_owned())
@@ -95,6 +98,9 @@ pub struct Claims {
     pub auth_time: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nonce: Option<String>,
+    /// How the person signed in (RFC 8176): `pwd`, `otp`, `mfa`, `fed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amr: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -141,6 +147,7 @@ pub fn person_claims(
         iat: None,
         auth_time: None,
         nonce: None,
+        amr: None,
         email: email.then(|| user.email.clone()),
         email_verified: email.then_some(user.email_verified),
         name: profile.then(|| user.display_name.clone()),
@@ -173,6 +180,7 @@ fn mint(
     m: &Membership,
     scope: &str,
     auth_time: PrimitiveDateTime,
+    amr: Option<&str>,
 ) -> QueryResult<(String, Option<String>)> {
     let now = db::now();
     let row = |kind: &str, hash: String, ttl: i64| OidcToken {
@@ -189,6 +197,7 @@ fn mint(
         used_at: None,
         revoked_at: None,
         created_at: now,
+        amr: amr.map(str::to_owned),
     };
     let access = PlainToken::generate();
     let mut rows = vec![row(kind::ACCESS, access.hash(), client.access_token_ttl)];
@@ -223,6 +232,7 @@ fn finish(
     user_id: &str,
     scope: &str,
     auth_time: PrimitiveDateTime,
+    amr: Option<String>,
     nonce: Option<String>,
     actor: &Actor,
 ) -> Result<Issued, GrantError> {
@@ -237,7 +247,7 @@ fn finish(
             return Err(invalid_grant("the person no longer has access to this app"));
         }
     };
-    let (access_token, refresh_token) = mint(conn, client, grant_id, &m, scope, auth_time)?;
+    let (access_token, refresh_token) = mint(conn, client, grant_id, &m, scope, auth_time, amr.as_deref())?;
     let now = db::now();
     let mut id_claims = person_claims(conn, issuer, &org.id, &m, &user, scope)?;
     id_claims.aud = Some(client.client_id.clone());
@@ -245,6 +255,7 @@ fn finish(
     id_claims.exp = Some(unix(now) + client.id_token_ttl);
     id_claims.auth_time = Some(unix(auth_time));
     id_claims.nonce = nonce;
+    id_claims.amr = amr.map(|a| a.split_whitespace().map(str::to_owned).collect());
     Ok(Issued { access_token, refresh_token, expires_in: client.access_token_ttl, scope: scope.to_owned(), id_claims })
 }
 
@@ -309,7 +320,19 @@ fn exchange_in_tx(
             _ => return Err(invalid_grant("PKCE verification failed")),
         }
         let org = orgs_by_id(conn, &row.org_id)?;
-        finish(conn, &org, client, issuer, &row.grant_id, &row.user_id, &row.scope, row.auth_time, row.nonce, actor)
+        finish(
+            conn,
+            &org,
+            client,
+            issuer,
+            &row.grant_id,
+            &row.user_id,
+            &row.scope,
+            row.auth_time,
+            row.amr,
+            row.nonce,
+            actor,
+        )
     }
 }
 
@@ -376,7 +399,7 @@ fn refresh_in_tx(
             }
         };
         let org = orgs_by_id(conn, &row.org_id)?;
-        finish(conn, &org, client, issuer, &row.grant_id, &row.user_id, &scope, row.auth_time, None, actor)
+        finish(conn, &org, client, issuer, &row.grant_id, &row.user_id, &scope, row.auth_time, row.amr, None, actor)
     }
 }
 

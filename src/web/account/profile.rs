@@ -48,6 +48,8 @@ struct AccountPage {
     notice: Option<&'static str>,
     /// The identity provider the account signs in through, if any (then it has no password).
     provider: Option<String>,
+    /// The account has a (confirmed) second factor.
+    second_factor: bool,
 }
 
 /// The marker of the asking session, if it has one (sessions started before markers existed
@@ -76,11 +78,12 @@ async fn load_page(
     sid: Option<String>,
 ) -> Result<AccountPage, AppError> {
     let uid = user_id.to_owned();
-    let (user, mine, provider) = with_conn(state, move |c| {
+    let (user, mine, (provider, second_factor)) = with_conn(state, move |c| {
         let user = accounts::find_by_id(c, &uid)?.ok_or(AppError::NotFound)?;
         let mine = sessions::list_for_user(c, &uid, sid.as_deref())?;
         let provider = crate::services::idp::bound_provider(c, &uid)?;
-        Ok((user, mine, provider))
+        let second_factor = crate::services::second_factor::is_enrolled(c, &uid)?;
+        Ok((user, mine, (provider, second_factor)))
     })
     .await?;
     let tr = ctx.tr;
@@ -106,6 +109,7 @@ async fn load_page(
         has_others,
         notice: None,
         provider,
+        second_factor,
     })
 }
 
@@ -129,6 +133,7 @@ async fn account_page(
         Some("password") => Some("account.password_changed"),
         Some("password_added") => Some("account.password_added"),
         Some("sessions") => Some("account.sessions_ended"),
+        Some("mfa_removed") => Some("mfa.removed"),
         _ => None,
     };
     ok(&page)

@@ -81,6 +81,11 @@ fn action_key(name: &str) -> Option<&'static str> {
         action::CODE_FAILED => "audit.action.code_failed",
         action::PASSWORD_RESET_REQUESTED => "audit.action.password_reset_requested",
         action::PASSWORD_RESET_DONE => "audit.action.password_reset",
+        action::MFA_ENROLLED => "audit.action.mfa_enrolled",
+        action::MFA_REMOVED => "audit.action.mfa_removed",
+        action::MFA_RECOVERY_REGENERATED => "audit.action.mfa_recovery_regenerated",
+        action::MFA_RESET => "audit.action.mfa_reset",
+        action::MFA_FAILED => "audit.action.mfa_failed",
         _ => return None,
     })
 }

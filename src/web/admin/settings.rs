@@ -41,6 +41,9 @@ struct SettingsForm {
     guest_access_days: String,
     /// The checkbox "Guests may sign in with a code sent by email" (absent when unticked).
     email_codes: Option<String>,
+    /// Who must have a second factor: `nobody`, `admins`, `everyone`.
+    #[serde(default)]
+    mfa_policy: String,
 }
 
 #[derive(Template)]
@@ -76,6 +79,7 @@ async fn settings_page(ctx: Ctx, caller: OrgAdmin, q: web::Query<SavedQuery>) ->
         invites_per_hour: org.invites_per_hour.to_string(),
         guest_access_days: org.guest_access_days.map(|d| d.to_string()).unwrap_or_default(),
         email_codes: org.email_codes.then(|| "on".to_owned()),
+        mfa_policy: org.mfa_policy.to_string(),
     };
     ok(&SettingsPage {
         policies: crate::domain::InvitePolicy::ALL,
@@ -110,6 +114,7 @@ async fn save_settings(
         invites_per_hour: form.invites_per_hour.clone(),
         guest_access_days: form.guest_access_days.clone(),
         email_codes: form.email_codes.as_deref() == Some("on"),
+        mfa_policy: form.mfa_policy.clone(),
     };
     let o = org.clone();
     let result = with_conn(&state, move |c| Ok(orgs::update_settings(c, &o, &input, &act))).await?;

@@ -10,6 +10,7 @@ use crate::db::models::Organization;
 use crate::domain::{InvitationStatus, MembershipState, Role};
 use crate::error::AppError;
 use crate::services::invitations::{self, Inviter};
+use crate::services::second_factor::{self, Notice};
 use crate::services::users::{self, UserFilter};
 use crate::services::{FieldErrors, ServiceError, accounts};
 use crate::state::AppState;
@@ -17,7 +18,13 @@ use crate::web::extract::{OrgAdmin, OrgContext};
 use crate::web::{Ctx, Errors, decode_cursor, encode_cursor, ok, render, see_other, with_conn};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(console_home).service(list).service(detail).service(resend).service(revoke).service(remove);
+    cfg.service(console_home)
+        .service(list)
+        .service(detail)
+        .service(resend)
+        .service(revoke)
+        .service(remove)
+        .service(reset_second_factor);
 }
 
 #[derive(Template)]
@@ -66,6 +73,8 @@ struct ListPage {
     next_query: Option<String>,
     has_prev: bool,
     states: [&'static str; 6],
+    /// `none`: only people without a second factor.
+    mfa: String,
 }
 
 #[derive(Deserialize)]
@@ -74,6 +83,8 @@ struct ListQuery {
     #[serde(rename = "type")]
     user_type: Option<String>,
     state: Option<String>,
+    /// `none`: only people without a second factor.
+    mfa: Option<String>,
     /// Cursor: `<unix micros>.<membership id>` of the last row of the previous page.
     after: Option<String>,
 }
@@ -111,7 +122,9 @@ async fn list(
         state: (!st.is_empty()).then(|| st.clone()),
         search: (!search.is_empty()).then(|| search.clone()),
         after: q.after.as_deref().and_then(decode_cursor),
+        no_second_factor: q.mfa.as_deref() == Some("none"),
     };
+    let mfa = if filter.no_second_factor { "none".to_owned() } else { String::new() };
     let has_prev = filter.after.is_some();
     let org_id = org.id.clone();
     let page = with_conn(&state, move |c| Ok(users::list(c, &org_id, &filter)?)).await?;
@@ -135,10 +148,10 @@ async fn list(
             }
         })
         .collect();
-    let base_query = query_string(&[("q", &search), ("type", &user_type), ("state", &st)]);
+    let base_query = query_string(&[("q", &search), ("type", &user_type), ("state", &st), ("mfa", &mfa)]);
     let next_query = page.next.map(|(at, id)| {
         let cursor = encode_cursor(&at, &id);
-        query_string(&[("q", &search), ("type", &user_type), ("state", &st), ("after", &cursor)])
+        query_string(&[("q", &search), ("type", &user_type), ("state", &st), ("mfa", &mfa), ("after", &cursor)])
     });
     ok(&ListPage {
         ctx,
@@ -152,6 +165,7 @@ async fn list(
         next_query,
         has_prev,
         states: LIST_STATES,
+        mfa,
     })
 }
 
@@ -196,6 +210,8 @@ struct DetailPage {
     invitation: Option<InvitationView>,
     can_remove: bool,
     notice: Option<&'static str>,
+    /// The person has a (confirmed) second factor.
+    second_factor: bool,
 }
 
 #[derive(Deserialize)]
@@ -220,6 +236,7 @@ pub(crate) fn notice_key(done: Option<&str>) -> Option<&'static str> {
         "resent" => Some("notice.invitation_resent"),
         "revoked" => Some("notice.invitation_revoked"),
         "existing" => Some("notice.invitation_existing"),
+        "mfa_reset" => Some("mfa.reset_done"),
         _ => None,
     }
 }
@@ -280,13 +297,14 @@ pub async fn show_detail(
 ) -> Result<HttpResponse, AppError> {
     let DetailView { notice, errors, form, status } = view;
     let org_id = org.id.clone();
-    let (d, sponsor) = with_conn(state, move |c| {
+    let (d, (sponsor, second_factor)) = with_conn(state, move |c| {
         let d = users::detail(c, &org_id, &id)?.ok_or(AppError::NotFound)?;
         let sponsor = match &d.membership.sponsor_id {
             Some(sid) => accounts::find_by_id(c, sid)?,
             None => None,
         };
-        Ok((d, sponsor))
+        let second_factor = second_factor::is_enrolled(c, &d.user.id)?;
+        Ok((d, (sponsor, second_factor)))
     })
     .await?;
     let tr = ctx.tr;
@@ -349,6 +367,7 @@ pub async fn show_detail(
             can_act: !is_self,
             can_remove: !is_self && m.removed_at.is_none(),
             notice,
+            second_factor,
             errors: Errors(errors),
             form,
             user: d.user,
@@ -424,4 +443,32 @@ async fn remove(
     let o = org.clone();
     with_conn(&state, move |c| Ok(users::remove(c, &o, &id, &act)?)).await?;
     Ok(see_other(&format!("/o/{}/admin/users", org.slug)))
+}
+
+/// Resets the person's second factor (they lost their phone and their recovery codes): it is
+/// removed with its recovery codes, the person is told by email, the reset recorded; they set
+/// it up again after signing in (or are led to it when the organization requires one).
+#[post("/o/{org}/admin/users/{id}/second-factor/reset")]
+async fn reset_second_factor(
+    state: web::Data<AppState>,
+    caller: OrgAdmin,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, AppError> {
+    let (_, id) = path.into_inner();
+    let OrgContext { org, actor: act, .. } = caller.0;
+    let (org_id, public_url) = (org.id.clone(), state.settings.public_url.clone());
+    let (mid, default_lang) = (id.clone(), org.default_language.clone());
+    with_conn(&state, move |c| {
+        let d = users::detail(c, &org_id, &mid)?.ok_or(AppError::NotFound)?;
+        let lang = d
+            .user
+            .language
+            .as_deref()
+            .and_then(crate::i18n::Lang::parse)
+            .or_else(|| crate::i18n::Lang::parse(&default_lang))
+            .unwrap_or(crate::i18n::Lang::En);
+        Ok(second_factor::remove(c, &d.user.id, Some(&org_id), &act, &Notice { public_url: &public_url, lang })?)
+    })
+    .await?;
+    Ok(see_other(&format!("/o/{}/admin/users/{id}?done=mfa_reset", org.slug)))
 }

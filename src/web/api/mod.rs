@@ -159,7 +159,7 @@ impl From<AppError> for ApiError {
     fn from(e: AppError) -> ApiError {
         match e {
             AppError::NotFound => ApiError::not_found(),
-            AppError::Forbidden | AppError::Csrf | AppError::SignInRequired(_) => {
+            AppError::Forbidden | AppError::Csrf | AppError::SignInRequired(_) | AppError::SecondFactorRequired(_) => {
                 ApiError::forbidden("This operation is not allowed.")
             }
             AppError::BadRequest(_) => ApiError::bad_request("The request is not valid in the current state."),

@@ -315,6 +315,7 @@ async fn run(
                 auth_time: time::OffsetDateTime::from_unix_timestamp(auth_time)
                     .map(|t| time::PrimitiveDateTime::new(t.date(), t.time()))
                     .unwrap_or_else(|_| crate::db::now()),
+                amr: session.get::<Vec<String>>(sessions::AMR_KEY).ok().flatten().map(|a| a.join(" ")),
             };
             let code = with_conn(&state, move |c| Ok(grants::issue_code(c, &a)?)).await?;
             Ok(answer(&checked.redirect_uri, &issuer, st.as_deref(), &[("code", &code)]))
