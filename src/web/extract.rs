@@ -39,13 +39,15 @@ async fn load(req: HttpRequest, admin: bool) -> Result<OrgContext, AppError> {
         AppError::SignInRequired(req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default())
     })?;
     let state = state_of(&req)?;
+    let mfa_here = session_passed_second_factor(&req.get_session());
     let (slug, uid) = (req.match_info().get("org").unwrap_or_default().to_owned(), user.id.clone());
     let (org, membership, missing_factor) = with_conn(&state, move |c| {
         let org = orgs::find_by_slug(c, &slug)?.ok_or(AppError::NotFound)?;
         let m = orgs::membership_of(c, &org.id, &uid)?
             .filter(|m| orgs::is_active(m) && (!admin || m.role == Role::Admin))
             .ok_or(AppError::NotFound)?;
-        let missing = org.requires_second_factor(m.role) && !crate::services::second_factor::is_enrolled(c, &uid)?;
+        let missing =
+            org.requires_second_factor(m.role) && !mfa_here && !crate::services::second_factor::is_enrolled(c, &uid)?;
         Ok((org, m, missing))
     })
     .await?;
@@ -106,6 +108,16 @@ impl FromRequest for OrgInviter {
             Ok(OrgInviter(ctx))
         })
     }
+}
+
+/// This session's sign-in passed a second factor (here, or at the home provider, whose ID token
+/// said so): an organization's second-factor policy is met.
+pub fn session_passed_second_factor(session: &actix_session::Session) -> bool {
+    session
+        .get::<Vec<String>>(crate::services::sessions::AMR_KEY)
+        .ok()
+        .flatten()
+        .is_some_and(|amr| amr.iter().any(|m| m == "mfa"))
 }
 
 /// The live invitation of the path's `{token}`. A dead, unknown or refused link never reaches

@@ -12,7 +12,7 @@ use crate::error::AppError;
 use crate::services::idp::flow::{self, Answer, Failure, Purpose};
 use crate::services::idp::upstream::Problem;
 use crate::state::AppState;
-use crate::web::account::start_session;
+use crate::web::account::{WayIn, start_session};
 use crate::web::pages::language_cookie;
 use crate::web::{Ctx, actor, client_ip, render, safe_next, see_other};
 
@@ -194,7 +194,25 @@ async fn callback(
     let act = actor(&req, ctx.user.as_ref());
     match flow::finish(&state.pool, &state.idp, answer.into_inner(), browser_state, signed_in, &act).await {
         Ok(finished) => {
+            // A local second factor is asked unless the provider says one was passed there.
+            let uid = finished.user.id.clone();
+            if !finished.strong
+                && crate::web::with_conn(&state, move |c| Ok(crate::services::second_factor::is_enrolled(c, &uid)?))
+                    .await?
+            {
+                session.clear();
+                session.renew();
+                return crate::web::account::second_factor::park(
+                    &session,
+                    &finished.user.id,
+                    WayIn::Provider,
+                    &finished.target,
+                );
+            }
             let lang = start_session(&req, &session, &finished.user)?;
+            session
+                .insert(crate::services::sessions::AMR_KEY, WayIn::Provider.amr(finished.strong))
+                .map_err(|e| AppError::Internal(anyhow::anyhow!("session: {e}")))?;
             let mut res = see_other(&finished.target);
             if let Some(l) = lang {
                 res.add_cookie(&language_cookie(l, state.settings.https())).ok();

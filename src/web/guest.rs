@@ -415,8 +415,16 @@ fn invitee<'a>(ctx: &'a Ctx, live: &Live) -> Option<&'a crate::auth::SessionUser
 
 /// The organization requires a second factor of its guests and `user_id` has none: they set
 /// one up before consenting (`Err` is the redirect to enrolment, coming back to consent).
-async fn second_factor_first(state: &AppState, live: &Live, user_id: &str, token: &str) -> Result<(), AppError> {
-    if !live.org.requires_second_factor(crate::domain::Role::None) {
+async fn second_factor_first(
+    state: &AppState,
+    session: &Session,
+    live: &Live,
+    user_id: &str,
+    token: &str,
+) -> Result<(), AppError> {
+    if !live.org.requires_second_factor(crate::domain::Role::None)
+        || crate::web::extract::session_passed_second_factor(session)
+    {
         return Ok(());
     }
     let uid = user_id.to_owned();
@@ -428,12 +436,17 @@ async fn second_factor_first(state: &AppState, live: &Live, user_id: &str, token
 
 /// "Review permissions": what the organization will see.
 #[get("/redeem/{token}/consent")]
-async fn consent_page(state: web::Data<AppState>, ctx: Ctx, link: LiveLink) -> Result<HttpResponse, AppError> {
+async fn consent_page(
+    state: web::Data<AppState>,
+    ctx: Ctx,
+    session: Session,
+    link: LiveLink,
+) -> Result<HttpResponse, AppError> {
     let LiveLink { token, live } = link;
     let Some(user) = invitee(&ctx, &live).cloned() else {
         return Ok(see_other(&format!("/redeem/{token}")));
     };
-    second_factor_first(&state, &live, &user.id, &token).await?;
+    second_factor_first(&state, &session, &live, &user.id, &token).await?;
     ok(&ConsentPage {
         ctx,
         token,
@@ -457,7 +470,7 @@ async fn accept(
     let Some(signed) = invitee(&ctx, &live).cloned() else {
         return Ok(see_other(&format!("/redeem/{token}")));
     };
-    second_factor_first(&state, &live, &signed.id, &token).await?;
+    second_factor_first(&state, &session, &live, &signed.id, &token).await?;
     let act = actor(&req, Some(&signed));
     let t = token.clone();
     let result = with_conn(&state, move |c| {

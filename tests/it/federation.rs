@@ -557,7 +557,43 @@ async fn cli_adds_lists_and_removes(acme: TestApp) {
     assert_eq!(names, vec!["Partner".to_owned()]);
 }
 
+/// The organization requires a second factor of everyone. A guest who passed one at the home
+/// provider (its ID token's `amr` holds `mfa`) is not asked for another; one who signed in there
+/// with a password alone is led to enrolment before consent.
+async fn a_second_factor_passed_at_home_meets_the_policy(acme: TestApp) {
+    let w = world(acme).await;
+    let strong_link = invite_by_email(&w.acme, &w.admin, GUEST).await;
+    let weak_link = invite_by_email(&w.acme, &w.admin, "other@partner.test").await;
+    let res = w.admin.save_settings(&[("mfa_policy", "everyone")]).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+
+    // At Partner, the guest enrols a second factor and signs in with it.
+    let (_, enrolling) = guest_browsers(&w, GUEST).await;
+    let (secret, t0, _) = crate::mfa::enrol(&w.partner, &enrolling, GUEST).await;
+    let home = w.partner.browser();
+    crate::mfa::password_step(&home, GUEST).await;
+    let res = home.post("/signin/second-factor", &[("code", &crate::mfa::code_at(&secret, t0 + 30))]).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+
+    // At Acme: straight to consent and on to My Apps, no local enrolment.
+    let at_acme = w.acme.browser();
+    redeem_through_partner(&w, &at_acme, &home, &strong_link).await;
+    assert_eq!(at_acme.get("/o/acme/apps").await.status(), StatusCode::OK);
+    assert_eq!(membership_state(&w.acme, GUEST), "Accepted");
+
+    // A password alone at Partner: Acme asks for its own second factor before consent.
+    let (at_acme2, at_partner2) = guest_browsers(&w, "other@partner.test").await;
+    let callback = through_partner(&w, &at_acme2, &at_partner2, &format!("{weak_link}/oidc/{}", w.idp_id)).await;
+    let res = at_acme2.get(&callback).await;
+    assert_eq!(location(&res), format!("{weak_link}/consent"));
+    let res = at_acme2.get(&format!("{weak_link}/consent")).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert!(location(&res).starts_with("/account/second-factor?next="), "{}", location(&res));
+    assert_eq!(membership_state(&w.acme, "other@partner.test"), "PendingAcceptance");
+}
+
 on_both_databases!(
+    a_second_factor_passed_at_home_meets_the_policy,
     new_guest_redeems_then_signs_in_through_the_provider,
     another_address_at_the_provider_is_refused,
     unverified_email_is_refused,

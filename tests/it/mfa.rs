@@ -11,12 +11,12 @@ use crate::on_both_databases;
 
 const ADMIN: &str = "admin@acme.test";
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
 }
 
 /// The code an authenticator app would show at `time` for the base32 `secret`.
-fn code_at(secret: &str, time: u64) -> String {
+pub(crate) fn code_at(secret: &str, time: u64) -> String {
     let totp = totp_rs::Builder::new()
         .with_algorithm(totp_rs::Algorithm::SHA1)
         .with_digits(6)
@@ -35,7 +35,7 @@ fn between<'a>(body: &'a str, start: &str, end: &str) -> &'a str {
 
 /// Enrols the signed-in `b` (the account `email`): returns the key, the time its first code
 /// was computed at, and the recovery codes shown.
-async fn enrol(app: &TestApp, b: &Browser, email: &str) -> (String, u64, Vec<String>) {
+pub(crate) async fn enrol(app: &TestApp, b: &Browser, email: &str) -> (String, u64, Vec<String>) {
     let (_, body) = b.get_text("/account").await;
     assert!(body.contains("href=\"/account/second-factor\""), "the account page leads to enrolment");
     let res = b.post("/account/second-factor/start", &[]).await;
@@ -82,7 +82,7 @@ async fn enrol(app: &TestApp, b: &Browser, email: &str) -> (String, u64, Vec<Str
 }
 
 /// Signs in with the password: the code step is next, and nothing is signed in yet.
-async fn password_step(b: &Browser, email: &str) {
+pub(crate) async fn password_step(b: &Browser, email: &str) {
     let res = b.post("/signin", &[("email", email), ("password", PASSWORD), ("next", "/account")]).await;
     assert_eq!(location(&res), "/signin/second-factor");
     let res = b.get("/account").await;

@@ -187,6 +187,8 @@ pub struct Answer {
 pub struct Finished {
     pub user: User,
     pub target: String,
+    /// The provider's ID token says a second factor was passed there (`amr`: `mfa` or `otp`).
+    pub strong: bool,
 }
 
 /// Records a refused answer (bad state, a token that fails verification); past a number per
@@ -347,7 +349,7 @@ fn settle(
         Some(&format!("idp: {}", provider.name)),
     )?;
     let user = accounts::find_by_id(conn, &user.id)?.ok_or(Failure::ProviderGone)?;
-    Ok(Finished { user, target: target.to_owned() })
+    Ok(Finished { user, target: target.to_owned(), strong: identity.strong })
 }
 
 /// The address the provider vouches for: present, verified (or trusted), of a domain it serves.

@@ -200,6 +200,9 @@ pub struct Identity {
     /// The `email_verified` claim, when given.
     pub email_verified: Option<bool>,
     pub name: Option<String>,
+    /// The provider says the person passed a second factor there (`amr` holds `mfa` or `otp`,
+    /// RFC 8176): an organization's second-factor policy is then met without a local code.
+    pub strong: bool,
 }
 
 /// Exchanges the code (with the PKCE verifier) and verifies the ID token against the JWKS, the
@@ -248,6 +251,7 @@ pub async fn exchange(
         email: claims.email().map(|e| e.as_str().to_owned()),
         email_verified: claims.email_verified(),
         name: claims.name().and_then(|n| n.get(None)).map(|n| n.as_str().to_owned()),
+        strong: claims.auth_method_refs().is_some_and(|amr| amr.iter().any(|m| matches!(m.as_str(), "mfa" | "otp"))),
     })
 }
 
