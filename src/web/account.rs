@@ -151,9 +151,15 @@ pub async fn signin_succeeded(state: &AppState, email: &str, ip: &Option<String>
 /// random marker (to tell it from the person's other sessions), the browser's User-Agent and
 /// the client address, which the session row keeps for the list on `/account`.
 ///
-/// Account creation (setup, registration) calls this directly; every way in with a credential
-/// goes through [`finish_signin`], which calls it.
-pub fn start_session(req: &HttpRequest, session: &Session, user: &User) -> Result<Option<Lang>, AppError> {
+/// `amr` is how the person proved who they are (RFC 8176 values, see [`WayIn::amr`]), given to
+/// apps in ID tokens. Account creation (setup, registration: a new password, `pwd`) calls this
+/// directly; every way in with a credential goes through [`finish_signin`], which calls it.
+pub fn start_session(
+    req: &HttpRequest,
+    session: &Session,
+    user: &User,
+    amr: &[&str],
+) -> Result<Option<Lang>, AppError> {
     sign_in(session, &SessionUser { id: user.id.clone(), email: user.email.clone(), name: user.display_name.clone() })?;
     let user_agent: Option<String> = req
         .headers()
@@ -173,6 +179,7 @@ pub fn start_session(req: &HttpRequest, session: &Session, user: &User) -> Resul
     if let Some(ip) = client_ip(req) {
         put(sessions::CLIENT_IP_KEY, &ip)?;
     }
+    session.insert(sessions::AMR_KEY, amr).map_err(|e| AppError::Internal(anyhow::anyhow!("session: {e}")))?;
     Ok(user.language.as_deref().and_then(Lang::parse))
 }
 
@@ -266,10 +273,7 @@ pub async fn complete_signin(
     let detail = if second_factor { format!("{}+mfa", way.as_str()) } else { way.as_str().to_owned() };
     with_conn(state, move |c| Ok(audit::record(c, &act, None, action::SIGNIN_SUCCEEDED, Some(&uid), Some(&detail))?))
         .await?;
-    let lang = start_session(req, session, user)?;
-    session
-        .insert(sessions::AMR_KEY, way.amr(second_factor))
-        .map_err(|e| AppError::Internal(anyhow::anyhow!("session: {e}")))?;
+    let lang = start_session(req, session, user, &way.amr(second_factor))?;
     let mut res = see_other(next);
     if let Some(l) = lang {
         res.add_cookie(&language_cookie(l, state.settings.https())).ok();
@@ -482,7 +486,7 @@ async fn setup(
     .await?;
     match result {
         Ok((org, user)) => {
-            start_session(&req, &session, &user)?;
+            start_session(&req, &session, &user, &WayIn::Password.amr(false))?;
             Ok(see_other(&format!("/o/{}/admin", org.slug)))
         }
         Err(ServiceError::Invalid(errors)) => show(ctx, errors, form),
@@ -561,6 +565,6 @@ async fn set_password(
     if !done {
         return render(StatusCode::NOT_FOUND, &DeadLinkPage::unknown(ctx));
     }
-    start_session(&req, &session, &user)?;
+    start_session(&req, &session, &user, &WayIn::Password.amr(false))?;
     Ok(see_other("/"))
 }

@@ -209,10 +209,7 @@ async fn callback(
                     &finished.target,
                 );
             }
-            let lang = start_session(&req, &session, &finished.user)?;
-            session
-                .insert(crate::services::sessions::AMR_KEY, WayIn::Provider.amr(finished.strong))
-                .map_err(|e| AppError::Internal(anyhow::anyhow!("session: {e}")))?;
+            let lang = start_session(&req, &session, &finished.user, &WayIn::Provider.amr(finished.strong))?;
             let mut res = see_other(&finished.target);
             if let Some(l) = lang {
                 res.add_cookie(&language_cookie(l, state.settings.https())).ok();

@@ -218,7 +218,7 @@ async fn register(
     let result = with_conn(&state, move |c| Ok(redeem::register(c, &inv, &guest, &name, &hash, lang, &act))).await?;
     match result {
         Ok(user) => {
-            start_session(&req, &session, &user)?;
+            start_session(&req, &session, &user, &WayIn::Password.amr(false))?;
             let mut res = see_other(&format!("/redeem/{token}/consent"));
             res.add_cookie(&language_cookie(lang, state.settings.https())).ok();
             Ok(res)

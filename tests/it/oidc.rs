@@ -584,7 +584,46 @@ async fn oidc_expired_codes_and_tokens_are_purged(app: TestApp) {
     assert_eq!(count(&app), (0, 0));
 }
 
+/// A guest who created a password while redeeming is signed in by that: apps see `amr` `pwd`
+/// (account creation starts the session through the same function as every sign-in).
+async fn oidc_amr_after_registering_at_redemption(app: TestApp) {
+    let admin = app.admin().await;
+    let rp = rp_app(&app, "Wiki", false).await;
+    let link = crate::redeem::invite_by_email(&app, &admin, "rae@partner.test").await;
+    let b = app.browser();
+    let res = b
+        .post(&format!("{link}/register"), &[("display_name", "Rae"), ("password", PASSWORD), ("confirm", PASSWORD)])
+        .await;
+    assert_eq!(location(&res), format!("{link}/consent"));
+    let res = b.post(&format!("{link}/accept"), &[]).await;
+    assert_eq!(location(&res), "/o/acme/apps");
+    let org = org_id(&app);
+    let mid: String = app.with_conn(|c| {
+        use vestibule::db::schema::users;
+        memberships::table
+            .inner_join(users::table)
+            .filter(users::email.eq("rae@partner.test"))
+            .select(memberships::id)
+            .first(c)
+            .unwrap()
+    });
+    app.with_conn(|c| apps::assign_membership(c, &org, &rp.app_id, &mid).unwrap());
+    let s = start(&rp, &[]);
+    let code = authorize(&b, &s.url).await.remove("code").unwrap();
+    let tokens = rp
+        .rp
+        .exchange_code(AuthorizationCode::new(code))
+        .unwrap()
+        .set_pkce_verifier(s.verifier)
+        .request_async(&http)
+        .await
+        .expect("code exchange");
+    let raw = payload(&tokens.id_token().expect("an ID token").to_string());
+    assert_eq!(raw["amr"], serde_json::json!(["pwd"]));
+}
+
 on_both_databases!(
+    oidc_amr_after_registering_at_redemption,
     oidc_expired_codes_and_tokens_are_purged,
     oidc_code_flow_with_pkce_refresh_and_replay,
     oidc_refresh_refused_after_lifecycle_changes,
