@@ -142,6 +142,43 @@ pub struct MailContext<'a> {
     pub inviter: &'a User,
 }
 
+/// A new pending invitation row for `invite` (one write path for single and batch invitations).
+fn new_invitation(
+    org: &Organization,
+    membership_id: &str,
+    invite: &ValidInvite,
+    token: &PlainToken,
+    actor: &Actor,
+    now: PrimitiveDateTime,
+) -> Invitation {
+    Invitation {
+        id: db::new_id(),
+        org_id: org.id.clone(),
+        membership_id: membership_id.to_owned(),
+        email: invite.email.as_str().to_owned(),
+        display_name: invite.display_name.clone(),
+        message: invite.message.clone(),
+        redirect_url: invite.redirect_url.clone(),
+        user_type: invite.user_type,
+        language: invite.language.map(|l| l.code().to_owned()),
+        token_hash: token.hash(),
+        status: InvitationStatus::Pending,
+        disclosed: !invite.send_email,
+        send_email: invite.send_email,
+        invited_by: actor.user_id.clone(),
+        code_hash: None,
+        code_expires_at: None,
+        code_attempts: 0,
+        created_at: now,
+        expires_at: now + lifetime(org),
+        accepted_at: None,
+        revoked_at: None,
+        group_ids: invite.group_ids.join(","),
+        app_id: invite.app_id.clone(),
+        reset: false,
+    }
+}
+
 fn lifetime(org: &Organization) -> time::Duration {
     time::Duration::days(org.invite_lifetime_days.clamp(1, 90))
 }
@@ -221,32 +258,7 @@ pub fn create(
                 m
             }
         };
-        let invitation = Invitation {
-            id: db::new_id(),
-            org_id: org.id.clone(),
-            membership_id: membership.id.clone(),
-            email: invite.email.as_str().to_owned(),
-            display_name: invite.display_name.clone(),
-            message: invite.message.clone(),
-            redirect_url: invite.redirect_url.clone(),
-            user_type: invite.user_type,
-            language: invite.language.map(|l| l.code().to_owned()),
-            token_hash: token.hash(),
-            status: InvitationStatus::Pending,
-            disclosed: !invite.send_email,
-            send_email: invite.send_email,
-            invited_by: actor.user_id.clone(),
-            code_hash: None,
-            code_expires_at: None,
-            code_attempts: 0,
-            created_at: now,
-            expires_at: now + lifetime(org),
-            accepted_at: None,
-            revoked_at: None,
-            group_ids: invite.group_ids.join(","),
-            app_id: invite.app_id.clone(),
-            reset: false,
-        };
+        let invitation = new_invitation(org, &membership.id, invite, &token, actor, now);
         diesel::insert_into(invitations::table).values(&invitation).execute(conn)?;
         if invite.send_email {
             let lang = email_language(&invitation, &user, org);
@@ -580,32 +592,7 @@ fn create_for_new_accounts(
             end_reminder_sent_at: None,
             left_at: None,
         };
-        let invitation = Invitation {
-            id: db::new_id(),
-            org_id: org.id.clone(),
-            membership_id: membership.id.clone(),
-            email: invite.email.as_str().to_owned(),
-            display_name: invite.display_name.clone(),
-            message: invite.message.clone(),
-            redirect_url: invite.redirect_url.clone(),
-            user_type: invite.user_type,
-            language: invite.language.map(|l| l.code().to_owned()),
-            token_hash: token.hash(),
-            status: InvitationStatus::Pending,
-            disclosed: !invite.send_email,
-            send_email: invite.send_email,
-            invited_by: actor.user_id.clone(),
-            code_hash: None,
-            code_expires_at: None,
-            code_attempts: 0,
-            created_at: now,
-            expires_at: now + lifetime(org),
-            accepted_at: None,
-            revoked_at: None,
-            group_ids: invite.group_ids.join(","),
-            app_id: invite.app_id.clone(),
-            reset: false,
-        };
+        let invitation = new_invitation(org, &membership.id, invite, &token, actor, now);
         if invite.send_email {
             let lang = email_language(&invitation, &user, org);
             mails.push(messages::invitation(

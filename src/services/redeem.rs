@@ -78,6 +78,35 @@ pub fn inspect(conn: &mut DbConnection, token: &str) -> QueryResult<LinkState> {
     Ok(LinkState::Valid(Box::new(LiveInvitation { invitation, org, inviter, guest })))
 }
 
+/// Refuses (`WrongState`) unless `invitation` is still pending and unexpired, read in the
+/// caller's transaction.
+fn ensure_pending(conn: &mut DbConnection, invitation: &Invitation) -> Result<(), ServiceError> {
+    let still_pending: i64 = invitations::table
+        .filter(invitations::id.eq(&invitation.id))
+        .filter(invitations::status.eq(InvitationStatus::Pending))
+        .filter(invitations::expires_at.gt(db::now()))
+        .count()
+        .get_result(conn)?;
+    if still_pending != 1 {
+        return Err(ServiceError::WrongState);
+    }
+    Ok(())
+}
+
+/// Audits the account the guest just created (as the guest) and reads it back.
+fn account_created(
+    conn: &mut DbConnection,
+    invitation: &Invitation,
+    guest: &User,
+    actor: &Actor,
+    detail: &str,
+) -> Result<User, ServiceError> {
+    let mut actor = actor.clone();
+    actor.user_id = Some(guest.id.clone());
+    audit::record(conn, &actor, Some(&invitation.org_id), action::ACCOUNT_CREATED, Some(&guest.id), Some(detail))?;
+    accounts::find_by_id(conn, &guest.id)?.ok_or(ServiceError::NotFound)
+}
+
 /// Creates the guest's account on the spot (first-time guest). Refused when the account
 /// already has a password or the invitation is no longer pending.
 pub fn register(
@@ -90,29 +119,11 @@ pub fn register(
     actor: &Actor,
 ) -> Result<User, ServiceError> {
     db::write_tx(conn, |conn| {
-        let still_pending: i64 = invitations::table
-            .filter(invitations::id.eq(&invitation.id))
-            .filter(invitations::status.eq(InvitationStatus::Pending))
-            .filter(invitations::expires_at.gt(db::now()))
-            .count()
-            .get_result(conn)?;
-        if still_pending != 1 {
-            return Err(ServiceError::WrongState);
-        }
+        ensure_pending(conn, invitation)?;
         if !accounts::set_initial_password(conn, &guest.id, display_name, password_hash, Some(lang.code()))? {
             return Err(ServiceError::WrongState);
         }
-        let mut actor = actor.clone();
-        actor.user_id = Some(guest.id.clone());
-        audit::record(
-            conn,
-            &actor,
-            Some(&invitation.org_id),
-            action::ACCOUNT_CREATED,
-            Some(&guest.id),
-            Some(&guest.email),
-        )?;
-        accounts::find_by_id(conn, &guest.id)?.ok_or(ServiceError::NotFound)
+        account_created(conn, invitation, guest, actor, &guest.email)
     })
 }
 
@@ -128,23 +139,12 @@ pub fn register_passwordless(
     actor: &Actor,
 ) -> Result<User, ServiceError> {
     db::write_tx(conn, |conn| {
-        let still_pending: i64 = invitations::table
-            .filter(invitations::id.eq(&invitation.id))
-            .filter(invitations::status.eq(InvitationStatus::Pending))
-            .filter(invitations::expires_at.gt(db::now()))
-            .count()
-            .get_result(conn)?;
-        if still_pending != 1 {
-            return Err(ServiceError::WrongState);
-        }
+        ensure_pending(conn, invitation)?;
         if !accounts::claim_passwordless(conn, &guest.id, display_name, Some(lang.code()))? {
             return Err(ServiceError::WrongState);
         }
-        let mut actor = actor.clone();
-        actor.user_id = Some(guest.id.clone());
         let detail = serde_json::json!({ "email": guest.email, "passwordless": true }).to_string();
-        audit::record(conn, &actor, Some(&invitation.org_id), action::ACCOUNT_CREATED, Some(&guest.id), Some(&detail))?;
-        accounts::find_by_id(conn, &guest.id)?.ok_or(ServiceError::NotFound)
+        account_created(conn, invitation, guest, actor, &detail)
     })
 }
 
